@@ -1,0 +1,1 @@
+"""Identifying ASIC miners through their management APIs (a later issue)."""

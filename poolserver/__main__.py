@@ -1,0 +1,5 @@
+import sys
+
+from poolserver.cli import main
+
+sys.exit(main())

@@ -1,0 +1,171 @@
+"""One typed configuration object, built from TOML at startup and passed down.
+
+No other module reads files or the environment for settings. Every option has a default, so
+``poolserver run`` with no file is a working pool; ``config.example.toml`` documents them all.
+Each TOML table maps to one dataclass below; unknown tables or keys are refused with their
+dotted name, wrong types with the expected type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or invalid; the message names it."""
+
+
+@dataclass
+class PoolConfig:
+    name: str = "qazpool"
+    # Written into every coinbase scriptSig (ASCII, kept within the 100-byte scriptSig limit).
+    tag: str = "/qazpool/"
+    # Where SQLite, spool files and found blocks live when no other path is given.
+    data_dir: str = "./qazpool-data"
+    # Node id (0..255) placed in the high bits of extranonce1 so several pool processes never
+    # hand out the same extranonce1.
+    node_id: int = 0
+    log_level: str = "INFO"
+
+
+@dataclass
+class ListenerConfig:
+    host: str = "0.0.0.0"
+    port: int = 3333
+    start_difficulty: float = 1.0
+    min_difficulty: float = 1.0
+    max_difficulty: float = 1e12
+    tls_cert: str = ""
+    tls_key: str = ""
+
+
+@dataclass
+class StratumConfig:
+    listeners: list[ListenerConfig] = field(default_factory=lambda: [ListenerConfig()])
+    extranonce1_size: int = 4
+    extranonce2_size: int = 8
+    max_line_bytes: int = 16384
+    version_rolling_mask: str = "1fffe000"
+
+
+@dataclass
+class NodeEndpoint:
+    url: str = "http://127.0.0.1:8332"
+    user: str = ""
+    password: str = ""
+    cookie_file: str = ""
+    zmq_hashblock: str = ""
+
+
+@dataclass
+class NodeConfig:
+    # Empty list: use the embedded regtest chain (see [chain]).
+    nodes: list[NodeEndpoint] = field(default_factory=list)
+    rpc_timeout_s: float = 10.0
+    template_refresh_s: float = 30.0
+
+
+@dataclass
+class ChainConfig:
+    # The embedded chain used when no node is configured. Never allowed with network="main".
+    network: str = "regtest"
+    # Payout address of the pool's coinbase output (must match the network).
+    payout_address: str = "bcrt1qevygvgrhdgvkfdh7gzw2a9xzlcdjzdgqn2gwua"
+
+
+@dataclass
+class StorageConfig:
+    # SQLAlchemy async URL; empty = sqlite+aiosqlite:///<data_dir>/qazpool.sqlite3
+    url: str = ""
+
+
+@dataclass
+class MetricsConfig:
+    host: str = "127.0.0.1"
+    port: int = 9108
+    enabled: bool = True
+
+
+@dataclass
+class Config:
+    pool: PoolConfig = field(default_factory=PoolConfig)
+    stratum: StratumConfig = field(default_factory=StratumConfig)
+    node: NodeConfig = field(default_factory=NodeConfig)
+    chain: ChainConfig = field(default_factory=ChainConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.pool.data_dir)
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a table, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{where}.{key}" if where else key
+        if key not in known:
+            raise ConfigError(f"{name}: unknown option (known: {', '.join(sorted(known))})")
+        kwargs[key] = _convert(hints[key], value, name)
+    return cls(**kwargs)
+
+
+def _convert(hint: Any, value: Any, name: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, name)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(f"{name}: expected a list, got {type(value).__name__}")
+        return [_convert(item, v, f"{name}[{i}]") for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(hint):
+            try:
+                return _convert(option, value, name)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError("; ".join(errors))
+    if hint is type(None):
+        if value is not None:
+            raise ConfigError(f"{name}: expected nothing")
+        return None
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{name}: expected a number, got {value!r}")
+        return float(value)
+    if hint in (int, str, bool):
+        if type(value) is not hint:
+            raise ConfigError(f"{name}: expected {hint.__name__}, got {value!r}")
+        return value
+    return value
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """The embedded defaults, overridden by the TOML file at ``path`` if given."""
+    if path is None:
+        return Config()
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {p}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from exc
+    return config_from_dict(data)
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    return _build(Config, data, "")

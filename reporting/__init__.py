@@ -1,0 +1,1 @@
+"""Income reports for the authorized body and the tax office (a later issue)."""

@@ -1,0 +1,127 @@
+"""The small interfaces between the share path and the rest of the pool (../shared/DESIGN.md).
+
+`stratum` defines what it needs; `poolserver` hands in implementations (node client / embedded
+chain, storage journal, register). Data crosses these seams as frozen dataclasses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateTx:
+    """One template transaction. ``txid``/``wtxid`` are internal byte order (display reversed)."""
+
+    data: bytes
+    txid: bytes
+    wtxid: bytes
+    fee: int = 0
+    weight: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BlockTemplate:
+    """What a getblocktemplate answer means to the pool, parsed once at the edge."""
+
+    height: int
+    version: int
+    prevhash: bytes  # 32 bytes, internal (header) order
+    bits: int
+    target: int
+    curtime: int
+    mintime: int
+    coinbase_value: int  # satoshis (subsidy + fees)
+    transactions: tuple[TemplateTx, ...]
+    default_witness_commitment: bytes | None  # the scriptPubKey, or None without segwit txs
+    longpollid: str = ""
+    network: str = "regtest"
+
+
+class TemplateSource(Protocol):
+    """A node (bitcoind over JSON-RPC) or the embedded chain."""
+
+    async def get_template(self) -> BlockTemplate:
+        """The current block template."""
+        ...
+
+    async def submit_block(self, block_hex: str) -> str | None:
+        """bitcoind's verdict: None when accepted, else its reason string ("duplicate", ...)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One job, built once per template and sent to every miner (never per miner)."""
+
+    job_id: str
+    template: BlockTemplate
+    prevhash: bytes  # header order
+    coinb1: bytes
+    coinb2: bytes
+    branch: tuple[bytes, ...]  # internal order, 32 bytes each
+    version: int
+    nbits: int
+    ntime: int
+    network_target: int
+    clean_jobs: bool
+    created_at: float  # time.time() when built
+
+    @property
+    def height(self) -> int:
+        return self.template.height
+
+
+@dataclass(frozen=True, slots=True)
+class BlockCandidate:
+    """A share whose hash met the network target: everything needed to assemble the block."""
+
+    job: Job
+    extranonce1: bytes
+    extranonce2: bytes
+    header: bytes  # the 80-byte header as hashed
+    block_hash: bytes  # internal order
+    account: str
+    worker: str
+
+
+class BlockSink(Protocol):
+    async def block_found(self, candidate: BlockCandidate) -> None:
+        """Persist the block durably, then submit it; returns once it is persisted."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedShare:
+    """An accepted share, as the journal stores it (every field needed for the audit trail)."""
+
+    account: str
+    worker: str
+    session_id: str  # hex extranonce1 of the connection
+    peer: str  # source IP
+    job_id: str
+    height: int
+    difficulty: float  # the difficulty the share was judged at (the job's)
+    share_hash: bytes  # internal order
+    is_block: bool
+    created_at: datetime  # UTC, timezone-aware
+    user_agent: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class ShareSink(Protocol):
+    async def put(self, share: AcceptedShare) -> None:
+        """Returns only when the share is durable; the miner's ack waits for it."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    reason: str = ""  # shown to the miner (client.show_message) when refused
+
+
+class AccountPolicy(Protocol):
+    async def authorize(self, account: str, worker: str, peer: str) -> Decision: ...

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+VECTORS_DIR = Path(__file__).parent / "vectors"
+FIXTURES_DIR = VECTORS_DIR / "bitcoind-regtest"
+
+
+def load_fixture(name: str) -> Any:
+    return json.loads((FIXTURES_DIR / name).read_text())
+
+
+def stratum_vectors() -> dict[str, dict[str, Any]]:
+    data = json.loads((VECTORS_DIR / "stratum-vectors.json").read_text())
+    return {v["name"]: v for v in data["vectors"]}
+
+
+@pytest.fixture
+def fixture() -> Any:
+    return load_fixture
