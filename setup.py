@@ -6,6 +6,7 @@ If the compiler is missing the build still succeeds without the extension and
 stratum.hashcore falls back to hashlib with a warning (optional=True)."""
 
 import os
+from pathlib import Path
 
 from setuptools import Extension, setup
 
@@ -13,11 +14,13 @@ extra = ["-O3", "-std=c11", "-Wall", "-Wextra", "-fno-strict-aliasing"]
 if os.environ.get("QAZPOOL_ASAN"):
     extra += ["-fsanitize=address", "-fno-omit-frame-pointer", "-O1", "-g"]
 
+SOURCE = "stratum/_hashcore.c"
+
 setup(
-    ext_modules=[
+    ext_modules=[] if not Path(SOURCE).exists() else [
         Extension(
             "stratum._hashcore",
-            sources=["stratum/_hashcore.c"],
+            sources=[SOURCE],
             extra_compile_args=extra,
             extra_link_args=["-fsanitize=address"] if os.environ.get("QAZPOOL_ASAN") else [],
             optional=not os.environ.get("QAZPOOL_REQUIRE_EXT"),

@@ -18,7 +18,7 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 stamp=".venv/.qazpool-installed${extras:+-$extras}"
-src_hash=$(cat pyproject.toml setup.py stratum/*.c 2>/dev/null | sha256sum | cut -c1-16)
+src_hash=$(cat pyproject.toml setup.py stratum/*.c 2>/dev/null | sha256sum | cut -c1-16 || true)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$src_hash" ] || ! .venv/bin/python -c "import stratum._hashcore" 2>/dev/null; then
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   QAZPOOL_REQUIRE_EXT=1 .venv/bin/python -m pip install -q -e ".${extras:+[$extras]}"
