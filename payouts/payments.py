@@ -1,0 +1,405 @@
+"""Payouts: threshold, batching, and an outbox that never pays twice.
+
+Outbox states::
+
+    pending ──send / reconcile──▶ broadcast(txid) ──enough confirmations──▶ confirmed
+       └──wallet refused (PaymentRejected)──▶ failed (debits refunded)
+
+The protocol (``run_payments`` implements it; storage implements ``PaymentOutbox``):
+
+1. **Plan**: miners whose balance is at least ``min_payout_sats`` and who have a payout address
+   are grouped into batches of at most ``max_outputs`` outputs. The batch (status ``pending``)
+   and one ``payment`` debit per output are stored **in one transaction** before anything is
+   sent; from then on that money is reserved and cannot be planned again.
+2. **Reconcile, then send**: for a ``pending`` batch ask the wallet first whether a transaction
+   with the batch's unique comment exists (``find_by_comment``); if it does, record its txid —
+   the previous run crashed after sending and before recording. Only if none exists, call
+   ``send_many(outputs, comment)``. Record ``broadcast`` with the txid.
+3. **Confirm**: a ``broadcast`` batch becomes ``confirmed`` once its transaction has
+   ``confirmations_required`` confirmations.
+
+A crash at any point leaves a state from which the next run continues without a second send:
+before step 1 commits there is no batch and no debit (the next run plans again from the same
+balance); between 1 and 2 the batch is pending and step 2 reconciles by comment. A wallet
+refusal (``PaymentRejected``: the wallet guarantees nothing was sent) fails the batch and refunds
+the debits. A broadcast transaction is never failed automatically (a conflicted or replaced
+transaction needs an operator to look); ``record_failed`` exists for that decision.
+
+Every paid allocation line is reported as a **distribution** row (Art. 10(4) of the Law on
+Digital Assets: a pool's distribution of mined assets is not issuance).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Protocol
+
+from payouts.allocation import Allocation, canonical_json
+from payouts.ledger import EntryKind, LedgerEntry
+from payouts.types import POOL_ACCOUNT, require_int, require_miner_id, require_sats, require_utc
+
+
+class PaymentStatus(enum.StrEnum):
+    PENDING = "pending"
+    BROADCAST = "broadcast"
+    CONFIRMED = "confirmed"
+    FAILED = "failed"
+
+
+class PaymentRejected(Exception):
+    """The wallet refused the payment (e.g. insufficient funds) and guarantees nothing was sent."""
+
+
+class PaymentStateError(ValueError):
+    """A transition that the outbox state machine does not allow."""
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentOutput:
+    miner_id: str
+    address: str
+    amount_sats: int
+
+    def __post_init__(self) -> None:
+        require_miner_id(self.miner_id, "payment_output.miner_id")
+        if not isinstance(self.address, str) or not self.address.strip():
+            raise ValueError(f"payment_output.address: missing for miner {self.miner_id!r}")
+        require_sats(self.amount_sats, "payment_output.amount_sats", positive=True)
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentBatch:
+    batch_id: str
+    comment: str  # unique per batch; the wallet stores it with the transaction
+    created_at: datetime
+    outputs: tuple[PaymentOutput, ...]  # by miner id
+    status: PaymentStatus = PaymentStatus.PENDING
+    txid: str | None = None
+    failure: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "created_at", require_utc(self.created_at, "batch.created_at"))
+        object.__setattr__(self, "status", PaymentStatus(self.status))
+        if not self.outputs:
+            raise ValueError(f"batch {self.batch_id}: outputs must not be empty")
+        miners = [o.miner_id for o in self.outputs]
+        if len(set(miners)) != len(miners):
+            raise ValueError(f"batch {self.batch_id}: a miner appears twice in outputs")
+        has_txid = self.status in (PaymentStatus.BROADCAST, PaymentStatus.CONFIRMED)
+        if has_txid != bool(self.txid) and self.status is not PaymentStatus.FAILED:
+            raise ValueError(f"batch {self.batch_id}: status {self.status.value} "
+                             f"{'needs' if has_txid else 'must not have'} a txid")
+
+    @property
+    def total_sats(self) -> int:
+        return sum(o.amount_sats for o in self.outputs)
+
+    def wallet_outputs(self) -> dict[str, int]:
+        """Outputs as the wallet takes them: address → sats (miners sharing an address merged)."""
+        merged: dict[str, int] = {}
+        for o in self.outputs:
+            merged[o.address] = merged.get(o.address, 0) + o.amount_sats
+        return dict(sorted(merged.items()))
+
+
+class PaymentTransport(Protocol):
+    """The pool's wallet: bitcoind's ``sendmany`` with a comment, or the embedded chain."""
+
+    async def send_many(self, outputs: Mapping[str, int], comment: str) -> str:
+        """Send one transaction paying ``outputs`` (address → sats); return its txid.
+
+        Raise PaymentRejected only when nothing was sent; any other exception means "unknown",
+        and the batch stays pending to be reconciled by comment.
+        """
+        ...
+
+    async def find_by_comment(self, comment: str) -> str | None:
+        """The txid of the wallet transaction carrying ``comment``, or None if none exists."""
+        ...
+
+    async def confirmations(self, txid: str) -> int:
+        """Confirmations of ``txid`` (0 = in mempool; negative = conflicted)."""
+        ...
+
+
+class PaymentOutbox(Protocol):
+    """Durable storage for the outbox and ledger; each method is one transaction."""
+
+    async def unfinished(self) -> Sequence[PaymentBatch]:
+        """Batches in status pending or broadcast, oldest first."""
+        ...
+
+    async def balances(self) -> Mapping[str, int]:
+        """Ledger balances (sum of entries per account)."""
+        ...
+
+    async def payout_addresses(self, at: datetime) -> Mapping[str, str]:
+        """Each miner's payout address in force at ``at``."""
+        ...
+
+    async def add_batch(self, batch: PaymentBatch, entries: Sequence[LedgerEntry]) -> None:
+        """Store a new pending batch and its debits atomically (unique batch_id, entry_id)."""
+        ...
+
+    async def update_batch(self, batch: PaymentBatch, entries: Sequence[LedgerEntry]) -> None:
+        """Store a batch's new state (and any refund entries) atomically."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutParams:
+    min_payout_sats: int = 100_000
+    max_outputs: int = 100
+    confirmations_required: int = 1
+
+    def __post_init__(self) -> None:
+        require_sats(self.min_payout_sats, "payouts.min_payout_sats", positive=True)
+        require_int(self.max_outputs, "payouts.max_outputs", minimum=1)
+        require_int(self.confirmations_required, "payouts.confirmations_required", minimum=1)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedBatch:
+    batch: PaymentBatch
+    debits: tuple[LedgerEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentPlan:
+    batches: tuple[PlannedBatch, ...]
+    skipped: tuple[tuple[str, str], ...]  # (miner, reason) for balances >= threshold not paid
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    batch: PaymentBatch
+    entries: tuple[LedgerEntry, ...] = ()
+
+
+def plan_payments(
+    balances: Mapping[str, int],
+    addresses: Mapping[str, str],
+    params: PayoutParams,
+    now: datetime,
+) -> PaymentPlan:
+    """Batches paying every miner whose balance reaches the threshold (pure)."""
+    now = require_utc(now, "now")
+    outputs: list[PaymentOutput] = []
+    skipped: list[tuple[str, str]] = []
+    for miner, balance in sorted(balances.items()):
+        if miner == POOL_ACCOUNT or balance < params.min_payout_sats:
+            continue
+        address = addresses.get(miner, "")
+        if not address.strip():
+            skipped.append((miner, "no payout address on record"))
+            continue
+        outputs.append(PaymentOutput(miner, address, balance))
+    batches = []
+    for start in range(0, len(outputs), params.max_outputs):
+        chunk = tuple(outputs[start:start + params.max_outputs])
+        digest = hashlib.sha256(canonical_json({
+            "created_at": now.isoformat(),
+            "outputs": [[o.miner_id, o.address, o.amount_sats] for o in chunk],
+        })).hexdigest()
+        batch_id = f"pay-{digest[:24]}"
+        batch = PaymentBatch(batch_id, f"qazpool payout {batch_id}", now, chunk)
+        debits = tuple(
+            LedgerEntry(f"payment:{batch_id}:{o.miner_id}", EntryKind.PAYMENT, o.miner_id,
+                        -o.amount_sats, batch_id=batch_id)
+            for o in chunk)
+        batches.append(PlannedBatch(batch, debits))
+    return PaymentPlan(tuple(batches), tuple(skipped))
+
+
+def record_broadcast(batch: PaymentBatch, txid: str) -> Transition:
+    if batch.status is not PaymentStatus.PENDING:
+        raise PaymentStateError(f"batch {batch.batch_id}: cannot broadcast from "
+                                f"{batch.status.value}")
+    if not isinstance(txid, str) or not txid:
+        raise ValueError(f"batch {batch.batch_id}: empty txid")
+    return Transition(replace(batch, status=PaymentStatus.BROADCAST, txid=txid))
+
+
+def record_confirmed(batch: PaymentBatch) -> Transition:
+    if batch.status is not PaymentStatus.BROADCAST:
+        raise PaymentStateError(f"batch {batch.batch_id}: cannot confirm from "
+                                f"{batch.status.value}")
+    return Transition(replace(batch, status=PaymentStatus.CONFIRMED))
+
+
+def record_failed(batch: PaymentBatch, reason: str) -> Transition:
+    """Fail a batch and refund its debits (pending: the wallet refused; broadcast: an operator
+    established that the transaction can never confirm)."""
+    if batch.status not in (PaymentStatus.PENDING, PaymentStatus.BROADCAST):
+        raise PaymentStateError(f"batch {batch.batch_id}: cannot fail from {batch.status.value}")
+    refunds = tuple(
+        LedgerEntry(f"refund:{batch.batch_id}:{o.miner_id}", EntryKind.PAYMENT_REFUND,
+                    o.miner_id, o.amount_sats, batch_id=batch.batch_id)
+        for o in batch.outputs)
+    return Transition(replace(batch, status=PaymentStatus.FAILED, failure=reason), refunds)
+
+
+async def submit(batch: PaymentBatch, transport: PaymentTransport) -> Transition:
+    """Move a pending batch on: reconcile by comment first, send only if nothing was sent."""
+    if batch.status is not PaymentStatus.PENDING:
+        raise PaymentStateError(f"batch {batch.batch_id}: submit needs pending, "
+                                f"is {batch.status.value}")
+    txid = await transport.find_by_comment(batch.comment)
+    if txid is None:
+        try:
+            txid = await transport.send_many(batch.wallet_outputs(), batch.comment)
+        except PaymentRejected as exc:
+            return record_failed(batch, f"wallet refused: {exc}")
+    return record_broadcast(batch, txid)
+
+
+async def check_confirmation(batch: PaymentBatch, transport: PaymentTransport,
+                             params: PayoutParams) -> Transition | None:
+    """``confirmed`` once deep enough, else None (no change)."""
+    if batch.status is not PaymentStatus.BROADCAST or batch.txid is None:
+        raise PaymentStateError(f"batch {batch.batch_id}: not broadcast")
+    if await transport.confirmations(batch.txid) >= params.confirmations_required:
+        return record_confirmed(batch)
+    return None
+
+
+async def run_payments(outbox: PaymentOutbox, transport: PaymentTransport,
+                       params: PayoutParams, now: datetime) -> PaymentPlan:
+    """One payment run: finish what an earlier run left, then plan and send new batches.
+
+    Every state change is stored before the next external action, so the run can be killed at
+    any await and simply started again.
+    """
+    for batch in await outbox.unfinished():
+        if batch.status is PaymentStatus.PENDING:
+            t = await submit(batch, transport)
+            await outbox.update_batch(t.batch, t.entries)
+            batch = t.batch
+        if batch.status is PaymentStatus.BROADCAST:
+            confirmed = await check_confirmation(batch, transport, params)
+            if confirmed is not None:
+                await outbox.update_batch(confirmed.batch, confirmed.entries)
+    plan = plan_payments(await outbox.balances(), await outbox.payout_addresses(now), params, now)
+    for planned in plan.batches:
+        await outbox.add_batch(planned.batch, planned.debits)
+        t = await submit(planned.batch, transport)
+        await outbox.update_batch(t.batch, t.entries)
+    return plan
+
+
+# --- distribution rows --------------------------------------------------------------------
+
+
+class DistributionStatus(enum.StrEnum):
+    IMMATURE = "immature"  # block not yet matured: nothing credited
+    ORPHANED = "orphaned"  # block left the main chain: credit reversed
+    CREDITED = "credited"  # credited, not (fully) covered by a payment yet
+    PENDING = "pending"  # covered by a payment not yet sent
+    BROADCAST = "broadcast"  # covered by a sent, unconfirmed payment
+    CONFIRMED = "confirmed"  # covered by confirmed payments: what legal reports include
+
+
+_PROGRESS = {PaymentStatus.PENDING: DistributionStatus.PENDING,
+             PaymentStatus.BROADCAST: DistributionStatus.BROADCAST,
+             PaymentStatus.CONFIRMED: DistributionStatus.CONFIRMED}
+_ORDER = [DistributionStatus.PENDING, DistributionStatus.BROADCAST, DistributionStatus.CONFIRMED]
+
+
+@dataclass(frozen=True, slots=True)
+class DistributionRow:
+    """One miner's share of one block: a *distribution* of mined assets, not an issuance."""
+
+    miner_id: str
+    block_hash: str
+    height: int
+    found_at: datetime
+    gross_sats: int
+    fee_sats: int
+    net_sats: int
+    address: str | None  # where it was paid (None until a payment covers it)
+    txids: tuple[str, ...]  # payments that covered it (oldest first)
+    status: DistributionStatus
+    kind: str = "distribution"
+
+
+def distribution_rows(
+    allocations: Iterable[Allocation],
+    entries: Iterable[LedgerEntry],
+    batches: Iterable[PaymentBatch],
+) -> tuple[DistributionRow, ...]:
+    """Per (block, miner) rows; payments are attributed to live credits oldest first (FIFO).
+
+    Ledger entries must be in append order. Failed batches cover nothing (they were refunded).
+    """
+    entry_list = list(entries)
+    by_id = {b.batch_id: b for b in batches}
+    live_gen: dict[str, int] = {}
+    reversed_blocks: set[str] = set()
+    reversed_keys = {(e.block_hash, e.generation) for e in entry_list
+                     if e.kind is EntryKind.REVERSAL}
+    for e in entry_list:
+        if e.kind is EntryKind.CREDIT and e.block_hash is not None:
+            if (e.block_hash, e.generation) in reversed_keys:
+                reversed_blocks.add(e.block_hash)
+            else:
+                live_gen[e.block_hash] = e.generation
+
+    # FIFO queues per miner: live credits (block, amount) and payments (batch, amount).
+    credits: dict[str, list[tuple[str, int]]] = {}
+    payments: dict[str, list[tuple[PaymentBatch, int]]] = {}
+    for e in entry_list:
+        if e.kind is EntryKind.CREDIT and live_gen.get(e.block_hash or "") == e.generation \
+                and (e.block_hash, e.generation) not in reversed_keys:
+            credits.setdefault(e.account, []).append((e.block_hash or "", e.amount_sats))
+        elif e.kind is EntryKind.PAYMENT:
+            batch = by_id.get(e.batch_id or "")
+            if batch is None:
+                raise ValueError(f"distribution: payment entry {e.entry_id} has no batch")
+            if batch.status is not PaymentStatus.FAILED:
+                payments.setdefault(e.account, []).append((batch, -e.amount_sats))
+
+    coverage: dict[tuple[str, str], tuple[tuple[PaymentBatch, ...], bool]] = {}
+    for miner, queue in credits.items():
+        pays = payments.get(miner, [])
+        head, taken_from_head = 0, 0
+        for block_hash, amount in queue:
+            need = amount
+            used: list[PaymentBatch] = []
+            while need > 0 and head < len(pays):
+                batch, paid = pays[head]
+                take = min(need, paid - taken_from_head)
+                need -= take
+                taken_from_head += take
+                used.append(batch)
+                if taken_from_head == paid:
+                    head, taken_from_head = head + 1, 0
+            coverage[(block_hash, miner)] = (tuple(used), need == 0)
+
+    rows = []
+    for alloc in sorted(allocations, key=lambda a: (a.block.height, a.block.block_hash)):
+        h = alloc.block.block_hash
+        for line in alloc.lines:
+            if line.gross_sats == 0:
+                continue
+            used, full = coverage.get((h, line.miner_id), ((), False))
+            if h in live_gen:
+                if used and full:
+                    status = min((_PROGRESS[b.status] for b in used), key=_ORDER.index)
+                else:
+                    status = DistributionStatus.CREDITED
+            elif h in reversed_blocks:
+                status = DistributionStatus.ORPHANED
+            else:
+                status = DistributionStatus.IMMATURE
+            address = next((o.address for o in used[-1].outputs
+                            if o.miner_id == line.miner_id), None) if used else None
+            rows.append(DistributionRow(
+                miner_id=line.miner_id, block_hash=h, height=alloc.block.height,
+                found_at=alloc.block.found_at, gross_sats=line.gross_sats,
+                fee_sats=line.fee_sats, net_sats=line.net_sats, address=address,
+                txids=tuple(b.txid for b in used if b.txid), status=status))
+    return tuple(rows)
