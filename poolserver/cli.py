@@ -12,6 +12,7 @@ from poolserver import __version__
 COMMANDS = [
     "run",
     "selfcheck",
+    "db",
 ]
 
 

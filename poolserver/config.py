@@ -83,6 +83,20 @@ class ChainConfig:
 class StorageConfig:
     # SQLAlchemy async URL; empty = sqlite+aiosqlite:///<data_dir>/qazpool.sqlite3
     url: str = ""
+    # Share journal group commit: a batch is committed when it holds batch_size shares or when
+    # its oldest share has waited flush_interval_ms, whichever comes first.
+    flush_interval_ms: float = 5.0
+    batch_size: int = 2000
+    # Append-only fsync'd spool used while the database is unreachable; empty = <data_dir>/spool.
+    spool_dir: str = ""
+    # Seconds between reconnection attempts (and spool replays) while the database is down.
+    retry_interval_s: float = 2.0
+    # Raw shares older than this are rolled up into exact per-miner hourly sums.
+    retention_days: int = 30
+    # SQLite only: PRAGMA synchronous. FULL fsyncs the WAL at every commit (survives power loss).
+    sqlite_synchronous: str = "FULL"
+    # Connections kept open by the engine (PostgreSQL); SQLite uses one writer connection.
+    pool_size: int = 5
 
 
 @dataclass

@@ -6,6 +6,17 @@ from typing import Any
 
 import pytest
 
+# Database fixtures (real PostgreSQL + SQLite): pg_server, db_backend, db_url, empty_db_url, engine.
+from tests.storage_fixtures import (  # noqa: F401
+    db_backend,
+    db_url,
+    empty_db_url,
+    engine,
+    pg_server,
+    pg_template,
+    sqlite_template,
+)
+
 VECTORS_DIR = Path(__file__).parent / "vectors"
 FIXTURES_DIR = VECTORS_DIR / "bitcoind-regtest"
 

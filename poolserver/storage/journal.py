@@ -1,0 +1,358 @@
+"""The durable share journal: ``stratum.interfaces.ShareSink`` backed by the database.
+
+``await journal.put(share)`` returns only when the share is durable: committed to the database
+in a group commit (one transaction per batch of up to ``batch_size`` shares, flushed at the latest
+``flush_interval_ms`` after the batch's first share arrived), or, while the database is
+unreachable, appended and fsync'd to the local spool. Every share gets a unique 16-byte ``uid``
+(48-bit millisecond time + 80 random bits) before it is written anywhere, and every insert is
+``ON CONFLICT (uid) DO NOTHING``, so replaying the spool after an ambiguous failure (the commit
+may or may not have happened) stores each share exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from poolserver.storage.models import Share
+from poolserver.storage.schema import SchemaError, check_schema
+from poolserver.storage.spool import Spool, SpoolError
+from stratum.interfaces import AcceptedShare
+
+log = logging.getLogger(__name__)
+
+# Errors that mean "the database is not reachable right now" (retry later), as opposed to a
+# statement the database refuses (a bug: the batch is spooled and quarantined at replay).
+UNAVAILABLE = (OperationalError, InterfaceError, OSError, asyncio.TimeoutError, ConnectionError)
+
+_LIMITS = {
+    "account": 128,
+    "worker": 128,
+    "session_id": 64,
+    "peer": 64,
+    "job_id": 64,
+}
+USER_AGENT_MAX = 256
+REPLAY_CHUNK = 5000
+
+
+class JournalUnavailable(RuntimeError):
+    """Neither the database nor the spool could store the share: it must not be acknowledged."""
+
+
+class JournalClosed(RuntimeError):
+    """``put`` after ``close``."""
+
+
+def new_uid() -> bytes:
+    """A time-ordered unique share id: 48-bit Unix milliseconds + 80 random bits."""
+    return (time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10)
+
+
+def share_row(share: AcceptedShare, uid: bytes) -> dict[str, Any]:
+    """The ``shares`` row for an accepted share; ValueError names the offending field."""
+    for name, limit in _LIMITS.items():
+        value = getattr(share, name)
+        if not isinstance(value, str):
+            raise ValueError(f"share.{name}: expected str, got {type(value).__name__}")
+        if len(value) > limit:
+            raise ValueError(f"share.{name}: longer than {limit} characters")
+    if not isinstance(share.height, int) or isinstance(share.height, bool) or share.height < 0:
+        raise ValueError(f"share.height: expected a non-negative int, got {share.height!r}")
+    diff = share.difficulty
+    if not isinstance(diff, int | float) or isinstance(diff, bool) or not math.isfinite(diff):
+        raise ValueError(f"share.difficulty: expected a finite number, got {diff!r}")
+    if diff <= 0:
+        raise ValueError(f"share.difficulty: must be positive, got {diff!r}")
+    if not isinstance(share.share_hash, bytes) or len(share.share_hash) != 32:
+        raise ValueError("share.share_hash: expected 32 bytes")
+    created = share.created_at
+    if created.tzinfo is None or created.utcoffset() is None:
+        raise ValueError("share.created_at: must be a timezone-aware UTC datetime")
+    extra = share.extra
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in extra.items()):
+        raise ValueError("share.extra: keys and values must be strings")
+    return {
+        "uid": uid,
+        "account": share.account,
+        "worker": share.worker,
+        "session_id": share.session_id,
+        "peer": share.peer,
+        "job_id": share.job_id,
+        "height": share.height,
+        "difficulty": float(diff),
+        "share_hash": share.share_hash,
+        "is_block": bool(share.is_block),
+        "created_at": created,
+        "user_agent": share.user_agent[:USER_AGENT_MAX],
+        "extra": dict(extra),
+    }
+
+
+def insert_ignoring_duplicates(engine: AsyncEngine) -> Any:
+    """``INSERT INTO shares ... ON CONFLICT (uid) DO NOTHING`` for the engine's dialect."""
+    table = Share.__table__
+    if engine.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=["uid"])
+    return sqlite.insert(table).on_conflict_do_nothing(index_elements=["uid"])
+
+
+@dataclass
+class JournalStats:
+    committed: int = 0  # shares committed directly to the database
+    spooled: int = 0  # shares acknowledged from the spool
+    replayed: int = 0  # spooled shares inserted at replay (duplicates excluded)
+    batches: int = 0
+    db_failures: int = 0
+
+
+class ShareJournal:
+    """Group-committing, spool-backed ``ShareSink``. Use ``await start()`` / ``await close()``."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        spool_dir: str | Path,
+        *,
+        flush_interval_ms: float = 5.0,
+        batch_size: int = 2000,
+        retry_interval_s: float = 2.0,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("storage.batch_size: must be at least 1")
+        if flush_interval_ms < 0:
+            raise ValueError("storage.flush_interval_ms: must not be negative")
+        if retry_interval_s <= 0:
+            raise ValueError("storage.retry_interval_s: must be positive")
+        self.engine = engine
+        self.spool = Spool(spool_dir)
+        self.interval = flush_interval_ms / 1000.0
+        self.batch_size = batch_size
+        self.retry_interval = retry_interval_s
+        self.stats = JournalStats()
+        self._insert = insert_ignoring_duplicates(engine)
+        self._pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._first_at = 0.0
+        self._has_items = asyncio.Event()
+        self._full = asyncio.Event()
+        self._spool_lock = asyncio.Lock()
+        self._db_ok = False
+        self._closing = False
+        self._flusher: asyncio.Task[None] | None = None
+        self._replayer: asyncio.Task[None] | None = None
+        self._schema_ok = False
+
+    @property
+    def db_available(self) -> bool:
+        return self._db_ok
+
+    async def start(self) -> None:
+        """Start flushing. Replays any spool left by a previous run (in the background when the
+        database is unreachable: shares are spooled meanwhile)."""
+        self._db_ok = await self._probe()
+        if self.spool.has_data() or not self._db_ok:
+            self._db_ok = False
+            self._ensure_replayer()
+        self._flusher = asyncio.create_task(self._run(), name="share-journal")
+
+    async def put(self, share: AcceptedShare) -> None:
+        """Store ``share`` durably; returns only after commit (or fsync to the spool).
+
+        Raises ValueError (naming the field) for a malformed share, JournalUnavailable when
+        neither the database nor the spool can take it (the share must not be acknowledged).
+        """
+        if self._closing:
+            raise JournalClosed("the share journal is closed")
+        row = share_row(share, new_uid())
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        pending = self._pending
+        pending.append((row, fut))
+        if len(pending) == 1:
+            self._first_at = time.monotonic()
+            self._has_items.set()
+        elif len(pending) >= self.batch_size:
+            self._full.set()
+        await fut
+
+    async def close(self) -> None:
+        """Flush everything pending, then stop. A spool that could not be replayed yet stays on
+        disk and is replayed at the next start."""
+        self._closing = True
+        self._has_items.set()
+        self._full.set()
+        if self._flusher is not None:
+            await self._flusher
+        if self._replayer is not None and not self._replayer.done():
+            if self._db_ok:
+                await self._replayer
+            else:
+                self._replayer.cancel()
+                try:
+                    await self._replayer
+                except asyncio.CancelledError:
+                    pass
+
+    # -- group commit -----------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._has_items.clear()
+                await self._has_items.wait()
+                continue
+            wait = self._first_at + self.interval - time.monotonic()
+            if wait > 0 and len(self._pending) < self.batch_size and not self._closing:
+                self._full.clear()
+                try:
+                    await asyncio.wait_for(self._full.wait(), wait)
+                except TimeoutError:
+                    pass
+            batch = self._pending[: self.batch_size]
+            del self._pending[: self.batch_size]
+            if self._pending:
+                self._first_at = time.monotonic()
+            try:
+                await self._write(batch)
+            except Exception as exc:  # never let the flusher die: fail this batch's puts
+                log.exception("share journal: batch of %d could not be stored", len(batch))
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(JournalUnavailable(f"share not stored: {exc}"))
+
+    async def _write(self, batch: list[tuple[dict[str, Any], asyncio.Future[None]]]) -> None:
+        rows = [row for row, _ in batch]
+        stored = False
+        if self._db_ok:
+            try:
+                await self._insert_rows(rows)
+                stored = True
+                self.stats.committed += len(rows)
+            except Exception as exc:
+                self.stats.db_failures += 1
+                self._db_ok = False
+                if isinstance(exc, UNAVAILABLE):
+                    log.error("share journal: database unreachable (%s); spooling shares", exc)
+                else:
+                    log.exception("share journal: database refused a batch; spooling it")
+                self._ensure_replayer()
+        if not stored:
+            try:
+                async with self._spool_lock:
+                    await asyncio.to_thread(self.spool.append, rows)
+            except OSError as exc:
+                raise JournalUnavailable(f"database down and spool not writable: {exc}") from exc
+            self.stats.spooled += len(rows)
+        self.stats.batches += 1
+        for _, fut in batch:
+            if not fut.done():
+                fut.set_result(None)
+
+    async def _insert_rows(self, rows: Sequence[dict[str, Any]]) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(self._insert, list(rows))
+
+    # -- outage and replay ------------------------------------------------------------------
+
+    async def _probe(self) -> bool:
+        try:
+            async with asyncio.timeout(10):
+                async with self.engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+                if not self._schema_ok:
+                    await check_schema(self.engine)
+                    self._schema_ok = True
+            return True
+        except SchemaError as exc:
+            log.error("share journal: not writing to the database: %s", exc)
+            return False
+        except Exception as exc:
+            log.warning("share journal: database not reachable: %s", exc)
+            return False
+
+    def _ensure_replayer(self) -> None:
+        if self._replayer is None or self._replayer.done():
+            self._replayer = asyncio.create_task(self._replay_loop(), name="share-spool-replay")
+
+    async def _replay_loop(self) -> None:
+        first = True
+        while True:
+            if not first:
+                await asyncio.sleep(self.retry_interval)
+            first = False
+            if not await self._probe():
+                continue
+            # From here new batches go to the database; older ones are in the spool.
+            async with self._spool_lock:
+                await asyncio.to_thread(self.spool.rotate)
+                self._db_ok = True
+            try:
+                await self._replay_files()
+            except UNAVAILABLE as exc:
+                log.error("share journal: replay interrupted (%s); retrying", exc)
+                self._db_ok = False
+                continue
+            async with self._spool_lock:
+                if not await asyncio.to_thread(self.spool.has_data):
+                    log.info("share journal: spool replayed; writing to the database")
+                    return
+
+    async def _replay_files(self) -> None:
+        for path in await asyncio.to_thread(self.spool.pending_files):
+            try:
+                rows = await asyncio.to_thread(Spool.read, path)
+            except SpoolError as exc:
+                moved = await asyncio.to_thread(self.spool.quarantine, path)
+                log.error("share journal: %s; moved to %s for the operator", exc, moved)
+                continue
+            inserted = 0
+            try:
+                for i in range(0, len(rows), REPLAY_CHUNK):
+                    inserted += await self._insert_counting(rows[i : i + REPLAY_CHUNK])
+            except (IntegrityError, DBAPIError) as exc:
+                if isinstance(exc, UNAVAILABLE) or exc.connection_invalidated:
+                    raise
+                moved = await asyncio.to_thread(self.spool.quarantine, path)
+                log.error("share journal: database refused %s (%s); moved to %s", path, exc, moved)
+                continue
+            self.stats.replayed += inserted
+            log.info(
+                "share journal: replayed %s: %d shares, %d new", path.name, len(rows), inserted
+            )
+            await asyncio.to_thread(self.spool.remove, path)
+
+    async def _insert_counting(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Insert, returning how many were new (the rest were already committed)."""
+        uids = [r["uid"] for r in rows]
+        table = Share.__table__
+        async with self.engine.begin() as conn:
+            before = await self._count_uids(conn, table, uids)
+            await conn.execute(self._insert, list(rows))
+        return len(rows) - before
+
+    @staticmethod
+    async def _count_uids(conn: Any, table: Any, uids: list[bytes]) -> int:
+        from sqlalchemy import func, select
+
+        total = 0
+        for i in range(0, len(uids), 500):
+            chunk = uids[i : i + 500]
+            total += (
+                await conn.execute(
+                    select(func.count()).select_from(table).where(table.c.uid.in_(chunk))
+                )
+            ).scalar_one()
+        return total

@@ -1,0 +1,104 @@
+"""Migrations, the startup schema check and `poolserver db` on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from poolserver.cli import main
+from poolserver.config import config_from_dict
+from poolserver.storage import SchemaError, open_storage, schema
+from poolserver.storage.engine import create_engine
+
+
+async def test_upgrade_creates_head_and_matches_models(empty_db_url):
+    engine = create_engine(empty_db_url)
+    try:
+        assert await schema.is_empty(engine)
+        assert await schema.current(engine) == ()
+        assert await schema.upgrade(engine) == schema.heads()
+        await schema.check_schema(engine)
+        # The migration creates exactly what the models describe (on this database).
+        assert await schema.model_drift(engine) == []
+        # Upgrading again is a no-op.
+        assert await schema.upgrade(engine) == schema.heads()
+    finally:
+        await engine.dispose()
+
+
+async def test_empty_database_is_refused_with_the_fix_command(empty_db_url):
+    engine = create_engine(empty_db_url)
+    try:
+        with pytest.raises(
+            SchemaError, match=r"no schema.*poolserver \[--config FILE\] db upgrade"
+        ):
+            await schema.check_schema(engine)
+    finally:
+        await engine.dispose()
+
+
+async def test_outdated_schema_refused_at_startup(empty_db_url, tmp_path):
+    engine = create_engine(empty_db_url)
+    try:
+        await schema.upgrade(engine)
+        # As if a newer qazpool had upgraded this database.
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE alembic_version SET version_num = 'ffffdeadbeef'"))
+        with pytest.raises(SchemaError, match=r"ffffdeadbeef.*newer version"):
+            await schema.check_schema(engine)
+    finally:
+        await engine.dispose()
+    cfg = config_from_dict({"storage": {"url": empty_db_url, "spool_dir": str(tmp_path / "spool")}})
+    with pytest.raises(SchemaError, match="ffffdeadbeef"):
+        await open_storage(cfg)
+
+
+async def test_unversioned_schema_refused_with_the_upgrade_command(empty_db_url, tmp_path):
+    engine = create_engine(empty_db_url)
+    try:
+        await schema.upgrade(engine)
+        # Tables present but no recorded revision: never auto-created over existing data.
+        async with engine.begin() as conn:
+            await conn.execute(text("DELETE FROM alembic_version"))
+    finally:
+        await engine.dispose()
+    cfg = config_from_dict({"storage": {"url": empty_db_url, "spool_dir": str(tmp_path / "spool")}})
+    with pytest.raises(SchemaError, match=r"no schema.*db upgrade"):
+        await open_storage(cfg)
+
+
+async def test_first_start_creates_the_sqlite_file_under_the_data_dir(tmp_path):
+    data = tmp_path / "fresh" / "data"
+    cfg = config_from_dict({"pool": {"data_dir": str(data)}})
+    storage = await open_storage(cfg)
+    try:
+        assert (data / "qazpool.sqlite3").exists()
+        await storage.check_schema()
+        async with storage.engine.connect() as conn:
+            mode = (await conn.execute(text("PRAGMA journal_mode"))).scalar_one()
+            sync = (await conn.execute(text("PRAGMA synchronous"))).scalar_one()
+        assert mode == "wal"
+        assert sync == 2  # FULL
+    finally:
+        await storage.close()
+
+
+def test_cli_db_upgrade_current_check(empty_db_url, tmp_path, capsys):
+    conf = tmp_path / "pool.toml"
+    conf.write_text(f'[storage]\nurl = "{empty_db_url}"\n')
+    assert main(["--config", str(conf), "db", "check"]) == 1
+    assert "db upgrade" in capsys.readouterr().err
+    assert main(["--config", str(conf), "db", "upgrade"]) == 0
+    assert f"-> {schema.heads()[0]}" in capsys.readouterr().out
+    assert main(["--config", str(conf), "db", "current"]) == 0
+    out = capsys.readouterr().out
+    assert f"current:  {schema.heads()[0]}" in out
+    assert main(["--config", str(conf), "db", "check"]) == 0
+    assert "OK: schema is current" in capsys.readouterr().out
+
+
+def test_bad_url_is_a_clear_config_error(tmp_path, capsys):
+    conf = tmp_path / "pool.toml"
+    conf.write_text('[storage]\nurl = "mysql://x@y/z"\n')
+    assert main(["--config", str(conf), "db", "current"]) == 2
+    assert "storage.url" in capsys.readouterr().err
