@@ -1,0 +1,114 @@
+"""A loopback HTTP server that answers like bitcoind, replaying the recorded responses in
+``tests/vectors/bitcoind-regtest/`` (the one allowed fake: bitcoind cannot run here).
+
+Replies are the recorded objects with only ``id`` replaced by the request's; the recorded
+HTTP status goes with each error shape. Controls for tests: ``delay`` (slow node),
+``down()``/``up()`` (connection refused while down), ``new_block()`` (wakes longpolls and
+switches to the next recorded template), ``credentials``/``cookie``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any
+
+from aiohttp import web
+
+from tests.conftest import load_fixture
+
+
+class FakeBitcoind:
+    def __init__(self, user: str = "pool", password: str = "secret") -> None:
+        self.user = user
+        self.password = password
+        self.templates = [
+            load_fixture("getblocktemplate_with_txs.json"),
+            load_fixture("getblocktemplate_empty_mempool.json"),
+        ]
+        self.tip = 0
+        self.delay = 0.0
+        self.calls: list[tuple[str, list[Any]]] = []
+        self.submitted: list[str] = []
+        self.submit_result: Any = None
+        self.chain_info: dict[str, Any] = load_fixture("getblockchaininfo.json")
+        self._changed = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    @property
+    def template(self) -> dict[str, Any]:
+        return self.templates[min(self.tip, len(self.templates) - 1)]
+
+    async def start(self, port: int = 0) -> FakeBitcoind:
+        app = web.Application()
+        app.router.add_post("/", self._handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        self._site = web.TCPSite(self._runner, "127.0.0.1", port or self.port)
+        await self._site.start()
+        self.port = self._site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def down(self) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()
+        self._runner = None
+
+    async def up(self) -> None:
+        await self.start(self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def new_block(self) -> None:
+        self.tip += 1
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    @staticmethod
+    def _reply(obj: dict[str, Any], status: int, request_id: Any) -> web.Response:
+        body = dict(obj)
+        body["id"] = request_id
+        return web.Response(
+            body=(json.dumps(body) + "\n").encode(), status=status, content_type="application/json"
+        )
+
+    def _recorded(self, name: str, request_id: Any) -> web.Response:
+        rec = load_fixture(name)
+        return self._reply(rec["response"], rec["http_status"], request_id)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        expected = "Basic " + base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+        if request.headers.get("Authorization") != expected:
+            # bitcoind: 401 with an empty body and a WWW-Authenticate header
+            return web.Response(status=401, headers={"WWW-Authenticate": 'Basic realm="jsonrpc"'})
+        req = json.loads(await request.read())
+        method, params, rid = req["method"], req.get("params", []), req.get("id")
+        self.calls.append((method, params))
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if method == "getblockchaininfo":
+            return self._reply({"result": self.chain_info, "error": None}, 200, rid)
+        if method == "getblocktemplate":
+            opts = params[0] if params else {}
+            if "segwit" not in opts.get("rules", []):
+                return self._recorded("error_getblocktemplate_without_segwit.json", rid)
+            lp = opts.get("longpollid")
+            if lp is not None and lp == self.template["longpollid"]:
+                await self._changed.wait()
+            return self._reply({"result": self.template, "error": None}, 200, rid)
+        if method == "submitblock":
+            self.submitted.append(params[0])
+            return self._reply({"result": self.submit_result, "error": None}, 200, rid)
+        if req.get("jsonrpc") == "2.0":
+            return self._recorded("error_unknown_method_jsonrpc2.json", rid)
+        return self._recorded("error_unknown_method.json", rid)
