@@ -42,11 +42,14 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def create_engine(url: str, storage: StorageConfig | None = None) -> AsyncEngine:
-    """An AsyncEngine for ``url``; for SQLite, creates the file's directory and sets pragmas."""
+def create_engine(
+    url: str, storage: StorageConfig | None = None, *, sqlite_busy_timeout_ms: int = 30_000
+) -> AsyncEngine:
+    """An AsyncEngine for ``url``; for SQLite, creates the file's directory and sets pragmas
+    (``sqlite_busy_timeout_ms``: how long a writer waits for another process's lock)."""
     storage = storage or StorageConfig()
     if is_sqlite(url):
-        return _sqlite_engine(url, storage)
+        return _sqlite_engine(url, storage, sqlite_busy_timeout_ms)
     return create_async_engine(
         url,
         pool_size=storage.pool_size,
@@ -56,7 +59,7 @@ def create_engine(url: str, storage: StorageConfig | None = None) -> AsyncEngine
     )
 
 
-def _sqlite_engine(url: str, storage: StorageConfig) -> AsyncEngine:
+def _sqlite_engine(url: str, storage: StorageConfig, busy_timeout_ms: int) -> AsyncEngine:
     sync_mode = storage.sqlite_synchronous.upper()
     if sync_mode not in _SYNC_MODES:
         raise ConfigError(
@@ -67,7 +70,7 @@ def _sqlite_engine(url: str, storage: StorageConfig) -> AsyncEngine:
     if not database or database == ":memory:":
         raise ConfigError("storage.url: SQLite needs a file (an in-memory database is not durable)")
     Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+    engine = create_async_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
 
     @event.listens_for(engine.sync_engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -75,7 +78,7 @@ def _sqlite_engine(url: str, storage: StorageConfig) -> AsyncEngine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={sync_mode}")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA temp_store=MEMORY")
         cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
         cursor.close()
