@@ -1,0 +1,133 @@
+"""Stratum V1 wire format: line framing and JSON-RPC 1.0 encode/decode (orjson).
+
+Pure functions and a small line splitter; no sockets here. Every reply carries ``id`` (with the
+type the client sent), ``result`` and ``error``; errors are ``[code, "message", null]``. Decoding
+never raises anything but ``ProtocolError`` whose message is safe to show to a client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+_dumps = orjson.dumps
+_loads = orjson.loads
+
+
+class ProtocolError(ValueError):
+    """The peer sent something that is not a Stratum request; the message names what and why."""
+
+    def __init__(self, message: str, *, fatal: bool = False, label: str = "bad_request") -> None:
+        super().__init__(message)
+        self.fatal = fatal  # close the connection after replying
+        self.label = label  # metric label
+
+
+class LineTooLong(ProtocolError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"line longer than {limit} bytes", fatal=True, label="line_too_long")
+
+
+@dataclass(slots=True)
+class Request:
+    id: Any  # int | str | None, echoed with its original type
+    method: str
+    params: Any  # list normally; some clients send an object
+
+
+class LineBuffer:
+    """Splits a byte stream into lines: tolerant of ``\\r\\n``, blank lines, partial reads.
+
+    ``feed`` returns the complete lines (without terminators, blank ones dropped) and raises
+    ``LineTooLong`` when a line (complete or still partial) exceeds ``limit`` bytes.
+    """
+
+    __slots__ = ("_buf", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._buf = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buf = self._buf + data if self._buf else data
+        if b"\n" not in buf:
+            if len(buf) > self.limit:
+                self._buf = b""
+                raise LineTooLong(self.limit)
+            self._buf = buf
+            return []
+        parts = buf.split(b"\n")
+        self._buf = parts.pop()
+        if len(self._buf) > self.limit:
+            self._buf = b""
+            raise LineTooLong(self.limit)
+        out = []
+        for line in parts:
+            if len(line) > self.limit:
+                raise LineTooLong(self.limit)
+            line = line.strip()
+            if line:
+                out.append(line)
+        return out
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)
+
+
+def decode_request(line: bytes) -> Request:
+    """Parse one line into a Request. Raises ProtocolError naming the field and the reason."""
+    try:
+        msg = _loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(f"invalid JSON: {exc.msg}", fatal=True, label="invalid_json") from None
+    if not isinstance(msg, dict):
+        raise ProtocolError("request must be a JSON object", fatal=True, label="invalid_json")
+    req_id = msg.get("id")
+    if isinstance(req_id, dict | list | bool | float):
+        raise ProtocolError("id: must be an integer, a string or null", label="bad_id")
+    method = msg.get("method")
+    if not isinstance(method, str):
+        if "result" in msg or "error" in msg:
+            # A reply to something we sent (client.get_version, mining.ping): not a request.
+            return Request(req_id, "", msg.get("result"))
+        raise ProtocolError("method: missing or not a string", label="bad_method")
+    params = msg.get("params", [])
+    if params is None:
+        params = []
+    return Request(req_id, method, params)
+
+
+def reply(req_id: Any, result: Any) -> bytes:
+    return _dumps({"id": req_id, "result": result, "error": None}) + b"\n"
+
+
+def error_reply(req_id: Any, code: int, message: str) -> bytes:
+    return _dumps({"id": req_id, "result": None, "error": [code, message, None]}) + b"\n"
+
+
+def notification(method: str, params: list[Any]) -> bytes:
+    return _dumps({"id": None, "method": method, "params": params}) + b"\n"
+
+
+# Pre-encoded replies for the hot path (the id is spliced in; orjson encodes it with its type).
+_TRUE_TAIL = b',"result":true,"error":null}\n'
+
+
+def true_reply(req_id: Any) -> bytes:
+    if type(req_id) is int:
+        return b'{"id":' + str(req_id).encode() + _TRUE_TAIL
+    return b'{"id":' + _dumps(req_id) + _TRUE_TAIL
+
+
+def set_difficulty(difficulty: float | int) -> bytes:
+    value = int(difficulty) if float(difficulty).is_integer() else difficulty
+    return notification("mining.set_difficulty", [value])
+
+
+def notify_params_line(params: list[Any]) -> bytes:
+    """The ``mining.notify`` line for a job: encode once, write the same bytes to every miner."""
+    return notification("mining.notify", params)
+
