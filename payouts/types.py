@@ -16,6 +16,7 @@ Exactness rules (see README.md):
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,7 +42,7 @@ def exact_difficulty(value: Fraction | int | str | Decimal | float, field: str) 
     elif isinstance(value, int):
         result = Fraction(value)
     elif isinstance(value, (float, Decimal)):
-        if not value.is_finite():
+        if not (math.isfinite(value) if isinstance(value, float) else value.is_finite()):
             raise ValueError(f"{field}: must be finite, got {value!r}")
         result = Fraction(value)
     elif isinstance(value, str):
