@@ -46,12 +46,38 @@ class ListenerConfig:
 
 
 @dataclass
+class VardiffSettings:
+    target_interval_s: float = 10.0
+    retarget_interval_s: float = 60.0
+    retarget_shares: int = 30
+    variance: float = 0.3
+    max_step: float = 4.0
+    max_step_up: float = 64.0
+    decay_window_s: float = 300.0
+
+
+@dataclass
 class StratumConfig:
     listeners: list[ListenerConfig] = field(default_factory=lambda: [ListenerConfig()])
     extranonce1_size: int = 4
     extranonce2_size: int = 8
     max_line_bytes: int = 16384
     version_rolling_mask: str = "1fffe000"
+    # Protection and session handling (issue 5); see config.example.toml for each one.
+    auth_timeout_s: float = 10.0
+    idle_timeout_s: float = 900.0
+    keepalive_s: float = 55.0
+    max_connections_per_ip: int = 2048
+    max_write_buffer_bytes: int = 131072
+    ban_min_submits: int = 50
+    ban_reject_ratio: float = 0.9
+    ban_seconds: float = 600.0
+    auth_failures_allowed: int = 5
+    auth_backoff_s: float = 10.0
+    auth_backoff_max_s: float = 600.0
+    resume_window_s: float = 300.0
+    drain_timeout_s: float = 5.0
+    vardiff: VardiffSettings = field(default_factory=lambda: VardiffSettings())
 
 
 @dataclass
