@@ -96,10 +96,11 @@ class JobBuilder:
         return outs
 
     def build(self, template: BlockTemplate, clean_jobs: bool, now: float | None = None) -> Job:
+        outputs = self.outputs(template)
         try:
             parts = build_coinbase(
                 template.height,
-                self.outputs(template),
+                outputs,
                 tag=self.tag,
                 extranonce_size=self.extranonce1_size + self.extranonce2_size,
                 version=self.coinbase_version,
