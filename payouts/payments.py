@@ -32,13 +32,13 @@ Digital Assets: a pool's distribution of mined assets is not issuance).
 from __future__ import annotations
 
 import enum
-import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+import secrets
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
-from payouts.allocation import Allocation, canonical_json
+from payouts.allocation import Allocation
 from payouts.ledger import EntryKind, LedgerEntry
 from payouts.types import POOL_ACCOUNT, require_int, require_miner_id, require_sats, require_utc
 
@@ -185,8 +185,15 @@ def plan_payments(
     addresses: Mapping[str, str],
     params: PayoutParams,
     now: datetime,
+    new_id: Callable[[], str] | None = None,
 ) -> PaymentPlan:
-    """Batches paying every miner whose balance reaches the threshold (pure)."""
+    """Batches paying every miner whose balance reaches the threshold.
+
+    Pure except for the batch ids, which come from ``new_id`` (default: random). Ids need not be
+    reproducible: nothing is sent under an id before the batch is stored, so a plan lost in a
+    crash is simply planned again under new ids. They must be unique (storage enforces it).
+    """
+    new_id = new_id or _random_batch_id
     now = require_utc(now, "now")
     outputs: list[PaymentOutput] = []
     skipped: list[tuple[str, str]] = []
@@ -201,11 +208,7 @@ def plan_payments(
     batches = []
     for start in range(0, len(outputs), params.max_outputs):
         chunk = tuple(outputs[start:start + params.max_outputs])
-        digest = hashlib.sha256(canonical_json({
-            "created_at": now.isoformat(),
-            "outputs": [[o.miner_id, o.address, o.amount_sats] for o in chunk],
-        })).hexdigest()
-        batch_id = f"pay-{digest[:24]}"
+        batch_id = new_id()
         batch = PaymentBatch(batch_id, f"qazpool payout {batch_id}", now, chunk)
         debits = tuple(
             LedgerEntry(f"payment:{batch_id}:{o.miner_id}", EntryKind.PAYMENT, o.miner_id,
@@ -213,6 +216,10 @@ def plan_payments(
             for o in chunk)
         batches.append(PlannedBatch(batch, debits))
     return PaymentPlan(tuple(batches), tuple(skipped))
+
+
+def _random_batch_id() -> str:
+    return f"pay-{secrets.token_hex(12)}"
 
 
 def record_broadcast(batch: PaymentBatch, txid: str) -> Transition:
@@ -268,7 +275,8 @@ async def check_confirmation(batch: PaymentBatch, transport: PaymentTransport,
 
 
 async def run_payments(outbox: PaymentOutbox, transport: PaymentTransport,
-                       params: PayoutParams, now: datetime) -> PaymentPlan:
+                       params: PayoutParams, now: datetime,
+                       new_id: Callable[[], str] | None = None) -> PaymentPlan:
     """One payment run: finish what an earlier run left, then plan and send new batches.
 
     Every state change is stored before the next external action, so the run can be killed at
@@ -283,7 +291,8 @@ async def run_payments(outbox: PaymentOutbox, transport: PaymentTransport,
             confirmed = await check_confirmation(batch, transport, params)
             if confirmed is not None:
                 await outbox.update_batch(confirmed.batch, confirmed.entries)
-    plan = plan_payments(await outbox.balances(), await outbox.payout_addresses(now), params, now)
+    plan = plan_payments(await outbox.balances(), await outbox.payout_addresses(now), params, now,
+                         new_id)
     for planned in plan.batches:
         await outbox.add_batch(planned.batch, planned.debits)
         t = await submit(planned.batch, transport)
