@@ -95,6 +95,15 @@ class NodeConfig:
     nodes: list[NodeEndpoint] = field(default_factory=list)
     rpc_timeout_s: float = 10.0
     template_refresh_s: float = 30.0
+    # Wait for new blocks with getblocktemplate long polling (longpollid).
+    longpoll: bool = True
+    # Longest a long-poll request may stay open before it is re-issued.
+    longpoll_timeout_s: float = 120.0
+    # While the node is unreachable: first retry delay, doubled up to the maximum.
+    retry_s: float = 1.0
+    retry_max_s: float = 10.0
+    # Found blocks: resubmit on transport errors for this long (per node) before giving up.
+    submit_retry_window_s: float = 600.0
 
 
 @dataclass
@@ -103,6 +112,15 @@ class ChainConfig:
     network: str = "regtest"
     # Payout address of the pool's coinbase output (must match the network).
     payout_address: str = "bcrt1qevygvgrhdgvkfdh7gzw2a9xzlcdjzdgqn2gwua"
+    # Embedded chain only. Network difficulty as compact nBits hex; "207fffff" (regtest) makes
+    # every share a block. Empty = derived: a block takes about `shares_per_block` shares at
+    # the lowest listener start_difficulty.
+    bits: str = ""
+    shares_per_block: int = 300
+    # Synthetic mempool transactions in every embedded template (real serialization).
+    mempool_tx_count: int = 3
+    # Keep the embedded chain's blocks in <data_dir>/embedded-chain.jsonl across restarts.
+    persist: bool = True
 
 
 @dataclass
