@@ -151,6 +151,28 @@ class MetricsConfig:
 
 
 @dataclass
+class PayoutsConfig:
+    # PPLNS window N = pplns_k x network difficulty of the block. A decimal string, read exactly
+    # ("2", "1.5"); never a float, so the window is the same on every machine.
+    pplns_k: str = "2"
+    # Underfilled window (less work than N exists): "normalise" shares the whole reward among the
+    # work present; "pool_remainder" pays weight/N and books the rest to the pool.
+    underfill_policy: str = "normalise"
+    # Confirmations before a block's allocation is credited to the ledger (coinbase maturity).
+    maturity_confirmations: int = 100
+    # Pool fee in basis points applied from the pool's start when the register has no dated rate.
+    pool_fee_bps: int = 100
+    # Bonus to the block finder, in basis points of the block reward, before the PPLNS split.
+    finder_bonus_bps: int = 0
+    # Smallest balance paid out; smaller balances wait.
+    min_payout_sats: int = 100_000
+    # Outputs per payment transaction (one sendmany per batch).
+    max_outputs_per_batch: int = 100
+    # Confirmations after which a payment batch counts as confirmed.
+    payment_confirmations: int = 1
+
+
+@dataclass
 class Config:
     pool: PoolConfig = field(default_factory=PoolConfig)
     stratum: StratumConfig = field(default_factory=StratumConfig)
@@ -158,6 +180,7 @@ class Config:
     chain: ChainConfig = field(default_factory=ChainConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    payouts: PayoutsConfig = field(default_factory=PayoutsConfig)
 
     @property
     def data_path(self) -> Path:
