@@ -160,9 +160,9 @@ class StratumClient:
         )
         self.writer.write(out)
 
-    def request_future(self, method: str, params: list[Any], req_id: Any = None) -> tuple[
-        dict[str, Any], asyncio.Future[dict[str, Any]]
-    ]:
+    def request_future(
+        self, method: str, params: list[Any], req_id: Any = None
+    ) -> tuple[dict[str, Any], asyncio.Future[dict[str, Any]]]:
         if req_id is None:
             req_id = next(self.ids)
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -219,8 +219,10 @@ class StratumClient:
     ) -> None:
         reply = await self.request(
             "mining.configure",
-            [["version-rolling"], {"version-rolling.mask": "1fffe000",
-                                   "version-rolling.min-bit-count": 2}],
+            [
+                ["version-rolling"],
+                {"version-rolling.mask": "1fffe000", "version-rolling.min-bit-count": 2},
+            ],
         )
         result = reply.get("result") or {}
         mask = result.get("version-rolling.mask")
@@ -297,21 +299,37 @@ class StratumClient:
         batch = 512
         for base in range(0, max_tries, batch):
             items = [
-                (job.coinb1, self.extranonce1, en2b, job.coinb2, job.branch, job.version,
-                 job.prevhash, job.ntime, job.nbits, (start + base + i) & 0xFFFFFFFF,
-                 share_target, network_target, vb, mask)
+                (
+                    job.coinb1,
+                    self.extranonce1,
+                    en2b,
+                    job.coinb2,
+                    job.branch,
+                    job.version,
+                    job.prevhash,
+                    job.ntime,
+                    job.nbits,
+                    (start + base + i) & 0xFFFFFFFF,
+                    share_target,
+                    network_target,
+                    vb,
+                    mask,
+                )
                 for i in range(batch)
             ]
             for i, (h, ms, mn) in enumerate(hashcore.check_shares(items)):
                 if ms == want_share:
                     nonce = (start + base + i) & 0xFFFFFFFF
                     return Found(
-                        en2, f"{job.ntime:08x}", f"{nonce:08x}",
-                        f"{vb:08x}" if version_bits is not None else None, h, ms, mn,
+                        en2,
+                        f"{job.ntime:08x}",
+                        f"{nonce:08x}",
+                        f"{vb:08x}" if version_bits is not None else None,
+                        h,
+                        ms,
+                        mn,
                     )
         raise StratumClientError(f"no nonce found in {max_tries} tries at difficulty {diff}")
 
     async def submit(self, job: NotifiedJob, found: Found, worker: str | None = None) -> dict:
-        return await self.request(
-            "mining.submit", found.params(worker or self.worker, job.job_id)
-        )
+        return await self.request("mining.submit", found.params(worker or self.worker, job.job_id))

@@ -55,7 +55,10 @@ async def start_server(
     **settings: Any,
 ) -> tuple[StratumServer, int, Any, MemoryBlockSink]:
     port = PortSettings(
-        "127.0.0.1", 0, start_difficulty=start_difficulty, min_difficulty=min_difficulty,
+        "127.0.0.1",
+        0,
+        start_difficulty=start_difficulty,
+        min_difficulty=min_difficulty,
         max_difficulty=max_difficulty,
     )
     settings.setdefault("sweep_interval_s", 0.05)
@@ -63,7 +66,11 @@ async def start_server(
     sink = sink if sink is not None else MemoryShareSink()
     blocks = MemoryBlockSink()
     server = StratumServer(
-        cfg, sink, block_sink=blocks, policy=policy, extranonces=extranonces,
+        cfg,
+        sink,
+        block_sink=blocks,
+        policy=policy,
+        extranonces=extranonces,
         clock=lambda: FIXTURE_NOW,
     )
     bound = await server.start()

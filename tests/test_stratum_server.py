@@ -90,9 +90,7 @@ async def test_cpuminer_without_configure_and_version_bits_rules():
         assert (await c.submit(job, found))["result"] is True
         # rolled bits without a negotiated mask are refused
         found = c.grind(job)
-        reply = await c.request(
-            "mining.submit", [*found.params("carol", job.job_id), "00002000"]
-        )
+        reply = await c.request("mining.submit", [*found.params("carol", job.job_id), "00002000"])
         assert reply["result"] is None and reply["error"][0] == 20
         assert "version mask" in reply["error"][1]
         shares = await sink.wait_for(2)
@@ -102,7 +100,9 @@ async def test_cpuminer_without_configure_and_version_bits_rules():
         await server.shutdown()
 
 
-@pytest.mark.parametrize("case_name", ["solved_block_case.json", "solved_block_case_empty_mempool.json"])
+@pytest.mark.parametrize(
+    "case_name", ["solved_block_case.json", "solved_block_case_empty_mempool.json"]
+)
 async def test_fixture_submit_is_flagged_as_block(case_name):
     from tests.conftest import load_fixture
 
@@ -136,8 +136,9 @@ async def test_fixture_submit_is_flagged_as_block(case_name):
         (candidate,) = await blocks.wait_for(1)
         assert candidate.block_hash[::-1].hex() == case["block_hash"]
         assert candidate.header.hex() == case["header"]
-        block = assemble_block(candidate.job, candidate.extranonce1, candidate.extranonce2,
-                               candidate.header)
+        block = assemble_block(
+            candidate.job, candidate.extranonce1, candidate.extranonce2, candidate.header
+        )
         assert block.hex() == case["block"]
         (share,) = await sink.wait_for(1)
         assert share.is_block

@@ -1,9 +1,13 @@
-"""`poolserver run`: start the pool. Until the Stratum server lands this runs the hash-core
-self-check and says so; the node/Stratum issues replace the body with the real pool."""
+"""`poolserver run`: start the pool (embedded regtest chain when no node is set) until SIGINT or
+SIGTERM, then shut down gracefully (client.reconnect, drain shares, flush the journal)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import signal
+import sys
 
 from poolserver.config import load_config
 
@@ -13,11 +17,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    load_config(args.config)
-    from poolserver.commands.selfcheck import selfcheck
+async def serve(config_path: str | None) -> int:
+    from poolserver.app import PoolApp
 
-    ok, line = selfcheck()
-    print(line)
-    print("The Stratum server is not wired in yet; `poolserver run` only self-checks the core.")
-    return 0 if ok else 1
+    config = load_config(config_path)
+    app = PoolApp(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await app.start()
+    except Exception as exc:
+        logging.getLogger("poolserver").error("startup failed: %s", exc)
+        await app.stop()
+        return 1
+    await stop.wait()
+    logging.getLogger("poolserver").info("signal received, shutting down")
+    await app.stop()
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    logging.basicConfig(
+        level=config.pool.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from stratum.server import new_loop
+
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        return runner.run(serve(args.config))
