@@ -260,3 +260,12 @@ def test_rollups_are_exact_when_the_edge_is_in_raw_shares(shares, blk, cut) -> N
         (s.difficulty for s in shares if s.time <= blk.found_at), Fraction(0))
     if edge_in_raw_part or rollups_fully_inside or not old:
         assert rolled.weights == raw.weights
+
+
+def test_params_take_the_config_values_exactly_and_name_bad_ones() -> None:
+    params = PplnsParams(k="1.5", underfill="pool_remainder")  # type: ignore[arg-type]
+    assert params.k == Fraction(3, 2) and params.underfill is UnderfillPolicy.POOL_REMAINDER
+    with pytest.raises(ValueError, match=r"pplns\.underfill: 'half' is not one of"):
+        PplnsParams(underfill="half")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"pplns\.k: must be > 0"):
+        PplnsParams(k=Fraction(0))
