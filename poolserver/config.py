@@ -173,6 +173,21 @@ class PayoutsConfig:
 
 
 @dataclass
+class RegisterConfig:
+    # Network payout addresses are checked against; empty = [chain].network.
+    network: str = ""
+    # Seconds between the running pool's checks for register changes (suspensions made with the
+    # CLI cut off live sessions within this time).
+    poll_interval_s: float = 1.0
+    # Licenses expiring within these many days are logged and counted for the metrics.
+    expiry_warning_days: list[int] = field(default_factory=lambda: [60, 30, 7])
+    # A miner is flagged when its observed hashrate exceeds this % of its registered capacity.
+    capacity_limit_pct: int = 110
+    # Name recorded as "who" in the audit log for CLI changes; empty = the OS user name.
+    operator: str = ""
+
+
+@dataclass
 class Config:
     pool: PoolConfig = field(default_factory=PoolConfig)
     stratum: StratumConfig = field(default_factory=StratumConfig)
@@ -181,6 +196,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     payouts: PayoutsConfig = field(default_factory=PayoutsConfig)
+    register: RegisterConfig = field(default_factory=RegisterConfig)
 
     @property
     def data_path(self) -> Path:
