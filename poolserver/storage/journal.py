@@ -18,9 +18,11 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
@@ -101,6 +103,52 @@ def share_row(share: AcceptedShare, uid: bytes) -> dict[str, Any]:
     }
 
 
+COLUMNS = (
+    "uid", "account", "worker", "session_id", "peer", "job_id", "height", "difficulty",
+    "share_hash", "is_block", "created_at", "user_agent", "extra",
+)  # fmt: skip
+
+
+def _placeholders(paramstyle: str, n: int) -> str:
+    if paramstyle == "qmark":
+        return ", ".join("?" * n)
+    if paramstyle in ("numeric_dollar",):
+        return ", ".join(f"${i}" for i in range(1, n + 1))
+    if paramstyle == "format":
+        return ", ".join(["%s"] * n)
+    raise RuntimeError(f"unsupported DB-API paramstyle {paramstyle!r}")
+
+
+def driver_insert(engine: AsyncEngine) -> tuple[str, Any]:
+    """The hot path: raw ``INSERT ... ON CONFLICT (uid) DO NOTHING`` for the DB-API driver and a
+    function turning row dicts into driver parameters (what SQLAlchemy's column types would bind:
+    SQLite gets UTC wall time text in SQLAlchemy's DATETIME format and JSON text, PostgreSQL an
+    aware datetime for timestamptz), skipping per-row bind processing."""
+    dialect = engine.dialect
+    sql = (
+        f"INSERT INTO shares ({', '.join(COLUMNS)}) "
+        f"VALUES ({_placeholders(dialect.paramstyle, len(COLUMNS))}) ON CONFLICT (uid) DO NOTHING"
+    )
+    sqlite_mode = dialect.name == "sqlite"
+
+    def params(rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        out = []
+        for r in rows:
+            created = r["created_at"].astimezone(UTC)
+            if sqlite_mode:
+                created = created.replace(tzinfo=None).isoformat(" ", "microseconds")
+            out.append(
+                (
+                    r["uid"], r["account"], r["worker"], r["session_id"], r["peer"], r["job_id"],
+                    r["height"], r["difficulty"], r["share_hash"], r["is_block"], created,
+                    r["user_agent"], orjson.dumps(r["extra"]).decode(),
+                )
+            )  # fmt: skip
+        return out
+
+    return sql, params
+
+
 def insert_ignoring_duplicates(engine: AsyncEngine) -> Any:
     """``INSERT INTO shares ... ON CONFLICT (uid) DO NOTHING`` for the engine's dialect."""
     table = Share.__table__
@@ -142,7 +190,7 @@ class ShareJournal:
         self.batch_size = batch_size
         self.retry_interval = retry_interval_s
         self.stats = JournalStats()
-        self._insert = insert_ignoring_duplicates(engine)
+        self._sql, self._params = driver_insert(engine)
         self._pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
         self._first_at = 0.0
         self._has_items = asyncio.Event()
@@ -262,8 +310,9 @@ class ShareJournal:
                 fut.set_result(None)
 
     async def _insert_rows(self, rows: Sequence[dict[str, Any]]) -> None:
+        params = self._params(rows)
         async with self.engine.begin() as conn:
-            await conn.execute(self._insert, list(rows))
+            await conn.exec_driver_sql(self._sql, params)
 
     # -- outage and replay ------------------------------------------------------------------
 
@@ -340,7 +389,7 @@ class ShareJournal:
         table = Share.__table__
         async with self.engine.begin() as conn:
             before = await self._count_uids(conn, table, uids)
-            await conn.execute(self._insert, list(rows))
+            await conn.exec_driver_sql(self._sql, self._params(rows))
         return len(rows) - before
 
     @staticmethod

@@ -19,7 +19,6 @@ from sqlalchemy import (
     CheckConstraint,
     Float,
     ForeignKey,
-    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -73,8 +72,6 @@ class Share(Base):
     created_at: Mapped[datetime] = mapped_column(index=True)
     user_agent: Mapped[str] = mapped_column(String(256), default="")
     extra: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
-
-    __table_args__ = (Index("ix_shares_account_id", "account", "id"),)
 
 
 class ShareRollup(Base):

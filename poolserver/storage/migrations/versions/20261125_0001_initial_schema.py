@@ -136,7 +136,6 @@ def upgrade() -> None:
         sa.UniqueConstraint("uid", name=op.f("uq_shares_uid")),
     )
     with op.batch_alter_table("shares", schema=None) as batch_op:
-        batch_op.create_index("ix_shares_account_id", ["account", "id"], unique=False)
         batch_op.create_index(batch_op.f("ix_shares_created_at"), ["created_at"], unique=False)
 
     op.create_table(
@@ -273,7 +272,6 @@ def downgrade() -> None:
     op.drop_table("block_allocations")
     with op.batch_alter_table("shares", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_shares_created_at"))
-        batch_op.drop_index("ix_shares_account_id")
 
     op.drop_table("shares")
     op.drop_table("share_rollups")
