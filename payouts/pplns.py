@@ -2,8 +2,8 @@
 
 * Window size ``N = k * D`` where ``D`` is the network difficulty of the block (k default 2).
 * Walk the pool's work newest → oldest, starting at the block's ``found_at`` (shares after it
-  belong to the next block): raw shares one by one, ordered by ``(time, seq)``, then the rollups
-  (older periods), one period at a time.
+  belong to the next block): raw shares one by one, ordered by ``(time, seq)``, and rollups
+  (per-miner sums of a period holding no raw share) one period at a time, in time order.
 * Each item counts with its full difficulty until the window is full; the item that crosses the
   edge counts only for the part that fits (``remaining / weight`` of it), so the counted weight
   is exactly ``N``. For a rollup period that crosses the edge, every miner in that period is
@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import bisect
 import enum
 import itertools
 from collections.abc import Iterable
@@ -118,7 +119,9 @@ def compute_window(
     """The PPLNS window of ``block`` over the pool's share history (pure; see module doc).
 
     ``shares`` may hold more history than needed, in any order; shares after the block's
-    ``found_at`` are ignored. ``rollups`` must all be older than every raw share given.
+    ``found_at`` are ignored. ``rollups`` may cover any periods before ``found_at`` that hold
+    no raw share given (periods must not overlap), older or newer than the raw shares: storage
+    can hand in per-miner sums for whole hours and raw shares only where the edge falls.
     """
     params = params or PplnsParams()
     suspensions = suspensions or Suspensions()
@@ -132,10 +135,14 @@ def compute_window(
         if s.seq in seqs:
             raise ValueError(f"shares: seq {s.seq} appears twice")
         seqs.add(s.seq)
-    candidates = sorted((s for s in all_shares if s.time <= block.found_at),
-                        key=lambda s: (s.time, s.seq), reverse=True)
-
     groups = _rollup_groups(list(rollups), all_shares, block)
+
+    # One walk, newest first. A rollup period [start, end) holds no raw share, so it sits after
+    # every share at or after ``end`` and before every share before ``start``.
+    walk: list[tuple[tuple[datetime, int], ShareRecord | _Group]] = [
+        ((s.time, s.seq), s) for s in all_shares if s.time <= block.found_at]
+    walk.extend(((g.end, -1), g) for g in groups)
+    walk.sort(key=lambda entry: entry[0], reverse=True)
 
     remaining = target
     items: list[WindowItem] = []
@@ -143,36 +150,38 @@ def compute_window(
     edge_fraction: Fraction | None = None
     suspended_weight = Fraction(0)
 
-    for share in candidates:
+    for _, entry in walk:
         if remaining == 0:
             break
-        if suspensions.is_suspended(share.miner_id, share.time):
-            suspended_weight += share.difficulty
+        if isinstance(entry, ShareRecord):
+            share = entry
+            if suspensions.is_suspended(share.miner_id, share.time):
+                suspended_weight += share.difficulty
+                items.append(WindowItem("share", str(share.seq), share.miner_id,
+                                        share.difficulty, Fraction(0), True, share.time))
+                continue
+            counted = min(share.difficulty, remaining)
+            if counted < share.difficulty:
+                edge_fraction = counted / share.difficulty
+            remaining -= counted
+            weights[share.miner_id] = weights.get(share.miner_id, Fraction(0)) + counted
             items.append(WindowItem("share", str(share.seq), share.miner_id, share.difficulty,
-                                    Fraction(0), True, share.time))
+                                    counted, False, share.time))
             continue
-        counted = min(share.difficulty, remaining)
-        if counted < share.difficulty:
-            edge_fraction = counted / share.difficulty
-        remaining -= counted
-        weights[share.miner_id] = weights.get(share.miner_id, Fraction(0)) + counted
-        items.append(WindowItem("share", str(share.seq), share.miner_id, share.difficulty,
-                                counted, False, share.time))
 
-    for (start, end), members in groups:
-        if remaining == 0:
-            break
+        group = entry
+        ref = _period_ref(group.start, group.end)
         eligible: list[RollupRecord] = []
-        for r in members:
-            coverage = suspensions.coverage(r.miner_id, start, end)
+        for r in group.members:
+            coverage = suspensions.coverage(r.miner_id, group.start, group.end)
             if coverage == "partial":
                 raise ValueError(
-                    f"rollup of miner {r.miner_id!r} for {_period_ref(start, end)} straddles a "
-                    "suspension boundary; split the rollup at the suspension's start/end")
+                    f"rollup of miner {r.miner_id!r} for {ref} straddles a suspension "
+                    "boundary; split the rollup at the suspension's start/end")
             if coverage == "full":
                 suspended_weight += r.difficulty_sum
-                items.append(WindowItem("rollup", _period_ref(start, end), r.miner_id,
-                                        r.difficulty_sum, Fraction(0), True, end))
+                items.append(WindowItem("rollup", ref, r.miner_id, r.difficulty_sum,
+                                        Fraction(0), True, group.end))
             else:
                 eligible.append(r)
         group_weight = sum((r.difficulty_sum for r in eligible), Fraction(0))
@@ -185,8 +194,8 @@ def compute_window(
         for r in eligible:
             counted = r.difficulty_sum * scale
             weights[r.miner_id] = weights.get(r.miner_id, Fraction(0)) + counted
-            items.append(WindowItem("rollup", _period_ref(start, end), r.miner_id,
-                                    r.difficulty_sum, counted, False, end))
+            items.append(WindowItem("rollup", ref, r.miner_id, r.difficulty_sum, counted,
+                                    False, group.end))
         remaining -= group_weight * scale
 
     filled = target - remaining
@@ -209,21 +218,26 @@ def compute_window(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Group:
+    """The rollups of one period, miners in id order."""
+
+    start: datetime
+    end: datetime
+    members: tuple[RollupRecord, ...]
+
+
 def _rollup_groups(
     rollups: list[RollupRecord], shares: list[ShareRecord], block: BlockRecord
-) -> list[tuple[tuple[datetime, datetime], list[RollupRecord]]]:
-    """Rollups grouped by period, newest period first, miners in id order; validated."""
+) -> list[_Group]:
+    """Rollups grouped by period, newest first; validated (see compute_window)."""
     if not rollups:
         return []
-    oldest_share = min((s.time for s in shares), default=None)
+    share_times = sorted(s.time for s in shares)
     groups: dict[tuple[datetime, datetime], list[RollupRecord]] = {}
     for r in rollups:
         if not isinstance(r, RollupRecord):
             raise TypeError(f"rollups: expected RollupRecord, got {type(r).__name__}")
-        if oldest_share is not None and r.period_end > oldest_share:
-            raise ValueError(
-                f"rollup of miner {r.miner_id!r} for {_period_ref(r.period_start, r.period_end)}"
-                f" overlaps raw shares (oldest raw share at {oldest_share.isoformat()})")
         if r.period_end > block.found_at:
             raise ValueError(
                 f"rollup of miner {r.miner_id!r} ends {r.period_end.isoformat()}, after the "
@@ -235,11 +249,16 @@ def _rollup_groups(
             raise ValueError(f"rollup periods {_period_ref(*older[0])} and "
                              f"{_period_ref(*newer[0])} overlap")
     result = []
-    for period, members in ordered:
+    for (start, end), members in ordered:
+        i = bisect.bisect_left(share_times, start)
+        if i < len(share_times) and share_times[i] < end:
+            raise ValueError(f"rollup period {_period_ref(start, end)} overlaps raw shares "
+                             f"(a raw share at {share_times[i].isoformat()}); a period is "
+                             "either rolled up or raw, never both")
         members.sort(key=lambda r: r.miner_id)
         for a, b in itertools.pairwise(members):
             if a.miner_id == b.miner_id:
                 raise ValueError(f"rollups: miner {a.miner_id!r} has two rollups for "
-                                 f"{_period_ref(*period)}")
-        result.append((period, members))
+                                 f"{_period_ref(start, end)}")
+        result.append(_Group(start, end, tuple(members)))
     return result

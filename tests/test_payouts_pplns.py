@@ -4,7 +4,7 @@ from datetime import datetime, timedelta
 from fractions import Fraction
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from payouts.pplns import PplnsParams, UnderfillPolicy, WindowOutcome, compute_window
@@ -230,36 +230,39 @@ def test_window_matches_an_independent_formulation(shares, blk, k, susp) -> None
     assert sum((f for _, f in fractions), Fraction(0)) + pool == 1
 
 
-@given(share_histories(min_size=1), blocks(), st.integers(min_value=0, max_value=60))
-def test_rollups_are_exact_when_the_edge_is_in_raw_shares(shares, blk, cut) -> None:
-    """Roll up the oldest shares into per-miner sums: same window as the raw shares whenever the
-    edge falls in the raw part, and the same total otherwise."""
-    cut = min(cut, len(shares))
-    old, recent = shares[:cut], shares[cut:]
-    if old and recent and old[-1].time == recent[0].time:
-        return  # a rollup period must end at or before the oldest raw share
-    rollups: dict[str, RollupRecord] = {}
-    if old:
-        start, end = old[0].time - timedelta(seconds=1), old[-1].time + timedelta(microseconds=1)
-        if recent:
-            end = min(end, recent[0].time)
-        sums: dict[str, tuple[Fraction, int]] = {}
-        for s in old:
-            d, c = sums.get(s.miner_id, (Fraction(0), 0))
-            sums[s.miner_id] = (d + s.difficulty, c + 1)
-        rollups = {m: RollupRecord(m, start, end, d, c) for m, (d, c) in sums.items()}
-    if any(r.period_end > blk.found_at for r in rollups.values()) or \
-            any(s.time > blk.found_at for s in old):
+@settings(max_examples=200)
+@given(share_histories(min_size=1), st.one_of(blocks(), blocks(found_at=T0 + timedelta(hours=3))),
+       st.integers(0, 60), st.integers(0, 60))
+def test_rollups_anywhere_are_exact_unless_the_edge_falls_inside_them(shares, blk, i, j) -> None:
+    """Roll up any run of shares (older, newer or in the middle) into per-miner sums of one
+    period: the same window as the raw shares unless the edge falls inside that period, and the
+    same total even then."""
+    lo, hi = sorted((min(i, len(shares)), min(j, len(shares))))
+    rolled_up, raw_rest = shares[lo:hi], shares[:lo] + shares[hi:]
+    if not rolled_up:
         return
+    start = rolled_up[0].time
+    end = rolled_up[-1].time + timedelta(microseconds=1)
+    if (lo > 0 and shares[lo - 1].time >= start) or (hi < len(shares) and
+                                                      shares[hi].time < end):
+        return  # equal times across the boundary: that period would hold a raw share
+    if end > blk.found_at:
+        return
+    sums: dict[str, tuple[Fraction, int]] = {}
+    for s in rolled_up:
+        d, c = sums.get(s.miner_id, (Fraction(0), 0))
+        sums[s.miner_id] = (d + s.difficulty, c + 1)
+    rollups = [RollupRecord(m, start, end, d, c) for m, (d, c) in sums.items()]
+
     raw = compute_window(blk, shares)
-    rolled = compute_window(blk, recent, list(rollups.values()))
-    assert rolled.filled == raw.filled and rolled.outcome is raw.outcome
-    recent_in_block = sum((s.difficulty for s in recent if s.time <= blk.found_at), Fraction(0))
-    edge_in_raw_part = recent_in_block >= raw.target
-    rollups_fully_inside = raw.filled < raw.target or raw.filled == sum(
-        (s.difficulty for s in shares if s.time <= blk.found_at), Fraction(0))
-    if edge_in_raw_part or rollups_fully_inside or not old:
-        assert rolled.weights == raw.weights
+    mixed = compute_window(blk, raw_rest, rollups)
+    assert mixed.filled == raw.filled and mixed.outcome is raw.outcome
+    newer = sum((s.difficulty for s in shares[hi:] if s.time <= blk.found_at), Fraction(0))
+    rolled_sum = sum((d for d, _ in sums.values()), Fraction(0))
+    if newer >= raw.target or newer + rolled_sum <= raw.target:
+        assert mixed.weights == raw.weights
+    else:
+        assert mixed.edge_fraction == (raw.target - newer) / rolled_sum
 
 
 def test_params_take_the_config_values_exactly_and_name_bad_ones() -> None:
