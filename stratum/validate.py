@@ -116,12 +116,14 @@ def precheck(
         return Reject.NOT_SUBSCRIBED
     if worker not in workers:
         return Reject.UNAUTHORIZED
-    difficulty = session_jobs.get(job_id)
     job = jobs.get(job_id)
-    if difficulty is None or job is None:
+    if job is None:
         return Reject.JOB_NOT_FOUND
     if job.prevhash != current_prevhash:
         return Reject.STALE
+    difficulty = session_jobs.get(job_id)
+    if difficulty is None:  # a job id this connection was never sent
+        return Reject.JOB_NOT_FOUND
     if len(en2_hex) != 2 * extranonce2_size or not _hexany(en2_hex):
         return Reject.BAD_EXTRANONCE2
     if not _hex8(ntime_hex):

@@ -186,8 +186,10 @@ class StratumClient:
         assert self.last_job is not None
         return self.last_job
 
-    async def wait_notification(self, method: str, timeout: float = 5.0) -> dict[str, Any]:
-        start = len(self.notifications)
+    async def wait_notification(
+        self, method: str, timeout: float = 5.0, include_seen: bool = False
+    ) -> dict[str, Any]:
+        start = 0 if include_seen else len(self.notifications)
         async with asyncio.timeout(timeout):
             while True:
                 for msg in self.notifications[start:]:
