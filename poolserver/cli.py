@@ -13,6 +13,10 @@ COMMANDS = [
     "run",
     "selfcheck",
     "db",
+    "miners",
+    "licenses",
+    "hardware",
+    "audit",
 ]
 
 

@@ -14,7 +14,7 @@ import enum
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from poolserver.register.errors import Conflict, RegisterError
 from poolserver.register.timeutil import add_months, add_months_at, kz_midnight, require_utc, show
@@ -313,3 +313,21 @@ def expiry_warning(
     if not within:
         return None
     return ExpiryWarning(license=lic, days_left=days, threshold=min(within))
+
+
+# Bitcoin's genesis: no share can be older, so "uncredited since forever" starts here.
+EPOCH = datetime(2009, 1, 3, 18, 15, 5, tzinfo=UTC)
+
+
+def uncredited_periods(credited: Sequence[Interval]) -> list[tuple[datetime, datetime | None]]:
+    """The complement of ``credited_intervals`` from EPOCH on (``None``: open-ended): the
+    periods in which the miner's shares earn nothing (no license yet, suspended, revoked,
+    expired)."""
+    out: list[tuple[datetime, datetime | None]] = []
+    cursor = EPOCH
+    for start, end in credited:
+        if start > cursor:
+            out.append((cursor, start))
+        cursor = max(cursor, end)
+    out.append((cursor, None))
+    return out

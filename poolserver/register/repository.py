@@ -587,6 +587,12 @@ class RegisterRepository:
         ).scalars()
         return value_at((Dated(r.effective_from, r.fee_bps, r.id) for r in rows), at)
 
+    async def own_fee_at(self, account: str, at: datetime) -> int | None:
+        """The miner's own fee rate (basis points) at ``at``, ignoring the pool-wide rate."""
+        async with self.sessions() as s:
+            miner = await self._miner(s, account)
+            return await self._fee_at(s, miner.id, require_utc(at, "at"))
+
     async def fee_at(self, account: str, at: datetime) -> int | None:
         """The fee (basis points) for the miner at ``at``: its own rate, else the pool's."""
         at = require_utc(at, "at")
