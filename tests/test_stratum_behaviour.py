@@ -24,7 +24,7 @@ async def _miner(port: int, worker: str = "acc.w1") -> StratumClient:
 
 
 async def test_share_reject_paths_over_tcp():
-    server, port, sink, _ = await start_server()
+    server, port, _sink, _ = await start_server()
     c = await _miner(port)
     try:
         job = c.last_job
@@ -297,7 +297,7 @@ async def test_session_resume_keeps_extranonce1():
 
 
 async def test_set_extranonce_for_subscribed_miners():
-    server, port, sink, _ = await start_server()
+    server, port, _sink, _ = await start_server()
     c = await StratumClient.connect("127.0.0.1", port)
     await c.bitaxe("acc.bx", suggest=None)
     await c.wait_job()
@@ -332,7 +332,7 @@ async def test_vardiff_retarget_sends_difficulty_and_job():
 
 def test_works_on_uvloop():
     async def main():
-        server, port, sink, _ = await start_server()
+        server, port, _sink, _ = await start_server()
         c = await _miner(port)
         job = c.last_job
         assert (await c.submit(job, c.grind(job, version_bits=0)))["result"] is True
