@@ -1,0 +1,153 @@
+"""Retention: raw shares older than ``[storage].retention_days`` become exact per-miner hourly sums.
+
+A whole UTC hour is rolled up at once, so a period is either raw or rolled up (PPLNS relies on
+it). ``difficulty_sum`` is the exact rational sum of ``Fraction(difficulty)`` over the hour's
+shares (counted in SQL per distinct difficulty, multiplied exactly in Python), so PPLNS over a
+rollup gives the same weight as over the shares it replaced. Shares that arrive late for an hour
+already rolled up (a spool replayed after the cut-off) are merged into that hour's row by the
+next run. Each hour is one transaction: the rows counted are exactly the rows deleted.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from poolserver.storage.models import Share, ShareRollup
+
+HOUR = timedelta(hours=1)
+
+
+def floor_hour(at: datetime) -> datetime:
+    if at.tzinfo is None:
+        raise ValueError("retention cut-off must be a timezone-aware datetime")
+    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+@dataclass(frozen=True)
+class RollupReport:
+    cutoff: datetime
+    hours: int
+    shares: int
+
+
+def retention_cutoff(now: datetime, retention_days: int) -> datetime:
+    if retention_days < 1:
+        raise ValueError("storage.retention_days: must be at least 1")
+    return floor_hour(now - timedelta(days=retention_days))
+
+
+async def roll_up(engine: AsyncEngine, before: datetime) -> RollupReport:
+    """Roll up every whole UTC hour that ends at or before ``before`` (floored to the hour)."""
+    cutoff = floor_hour(before)
+    hours = shares = 0
+    while True:
+        async with engine.connect() as conn:
+            oldest = (
+                await conn.execute(
+                    select(func.min(Share.created_at)).where(Share.created_at < cutoff)
+                )
+            ).scalar_one()
+        if oldest is None:
+            return RollupReport(cutoff=cutoff, hours=hours, shares=shares)
+        start = floor_hour(oldest)
+        async with _write_transaction(engine) as conn:
+            shares += await _roll_hour(conn, start)
+        hours += 1
+
+
+def _write_transaction(engine: AsyncEngine) -> AbstractAsyncContextManager[AsyncConnection]:
+    if engine.dialect.name == "postgresql":
+        # One snapshot: the shares counted are exactly the ones deleted, even while the
+        # journal keeps inserting.
+        return engine.execution_options(isolation_level="REPEATABLE READ").begin()
+    return engine.begin()
+
+
+async def _roll_hour(conn: AsyncConnection, start: datetime) -> int:
+    end = start + HOUR
+    in_hour = (Share.created_at >= start) & (Share.created_at < end)
+    if conn.dialect.name == "sqlite":
+        # Take the write lock first so no other writer can slip in between count and delete.
+        await conn.execute(
+            ShareRollup.__table__.update().where(ShareRollup.id == -1).values(share_count=0)
+        )
+    groups = (
+        await conn.execute(
+            select(
+                Share.account,
+                Share.difficulty,
+                func.count(),
+                func.min(Share.id),
+                func.max(Share.id),
+                func.min(Share.created_at),
+                func.max(Share.created_at),
+            )
+            .where(in_hour)
+            .group_by(Share.account, Share.difficulty)
+        )
+    ).all()
+    per_miner: dict[str, list[Any]] = {}
+    for account, difficulty, count, lo, hi, first, last in groups:
+        first, last = _aware(first), _aware(last)
+        acc = per_miner.setdefault(account, [0, Fraction(0), lo, hi, first, last])
+        acc[0] += count
+        acc[1] += Fraction(difficulty) * count
+        acc[2], acc[3] = min(acc[2], lo), max(acc[3], hi)
+        acc[4], acc[5] = min(acc[4], first), max(acc[5], last)
+    total = 0
+    for account, (count, dsum, lo, hi, first, last) in sorted(per_miner.items()):
+        existing = (
+            await conn.execute(
+                select(ShareRollup.__table__).where(
+                    (ShareRollup.account == account) & (ShareRollup.bucket_start == start)
+                )
+            )
+        ).first()
+        if existing is None:
+            await conn.execute(
+                ShareRollup.__table__.insert().values(
+                    account=account,
+                    bucket_start=start,
+                    share_count=count,
+                    difficulty_sum=dsum,
+                    first_share_id=lo,
+                    last_share_id=hi,
+                    first_at=first,
+                    last_at=last,
+                )
+            )
+        else:
+            row = existing
+            await conn.execute(
+                ShareRollup.__table__.update()
+                .where(ShareRollup.id == row.id)
+                .values(
+                    share_count=row.share_count + count,
+                    difficulty_sum=row.difficulty_sum + dsum,
+                    first_share_id=min(row.first_share_id, lo),
+                    last_share_id=max(row.last_share_id, hi),
+                    first_at=min(row.first_at, first),
+                    last_at=max(row.last_at, last),
+                )
+            )
+        total += count
+    deleted = (await conn.execute(delete(Share).where(in_hour))).rowcount
+    if deleted != total:
+        raise RuntimeError(
+            f"retention: hour {start.isoformat()} counted {total} shares but deleted {deleted}"
+        )
+    return total
+
+
+def _aware(value: datetime | str) -> datetime:
+    """Aggregates bypass the column type on SQLite (text comes back); normalise to aware UTC."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
