@@ -280,7 +280,9 @@ async def run_payments(outbox: PaymentOutbox, transport: PaymentTransport,
     """One payment run: finish what an earlier run left, then plan and send new batches.
 
     Every state change is stored before the next external action, so the run can be killed at
-    any await and simply started again.
+    any await and simply started again. Only one run may be active at a time (several pool
+    nodes: hold a database advisory lock around it); comment reconciliation covers crashes, not
+    two concurrent senders.
     """
     for batch in await outbox.unfinished():
         if batch.status is PaymentStatus.PENDING:
