@@ -272,3 +272,16 @@ def test_params_take_the_config_values_exactly_and_name_bad_ones() -> None:
         PplnsParams(underfill="half")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"pplns\.k: must be > 0"):
         PplnsParams(k=Fraction(0))
+
+
+def test_suspension_coverage_of_a_period() -> None:
+    h = timedelta(hours=1)
+    susp = Suspensions([SuspensionInterval("A", T0, T0 + h),
+                        SuspensionInterval("A", T0 + h, T0 + 2 * h),  # adjacent: merged
+                        SuspensionInterval("B", T0 + 3 * h)])
+    assert susp.coverage("A", T0, T0 + 2 * h) == "full"
+    assert susp.coverage("A", T0 + h / 2, T0 + 3 * h) == "partial"
+    assert susp.coverage("A", T0 + 2 * h, T0 + 3 * h) == "none"
+    assert susp.coverage("B", T0 + 4 * h, T0 + 5 * h) == "full"
+    assert susp.coverage("B", T0, T0 + 4 * h) == "partial"
+    assert susp.coverage("C", T0, T0 + h) == "none"
