@@ -148,65 +148,69 @@ static void portable_bytes(uint32_t st[8], const uint8_t *p, size_t nblocks)
     }
 }
 
-/* 2-way variants for kernels without an interleaved implementation. */
+/* A kernel compresses one block into each of n <= HC_LANES independent states ("lanes").
+ * Lanes run interleaved where the hardware gains from it: a single SHA-NI chain waits on the
+ * latency of sha256rnds2, so 2..4 independent chains fill the unit. */
+#define HC_LANES 4
+#ifndef HC_GROUP
+#define HC_GROUP HC_LANES
+#endif
+
 typedef struct {
     const char *name;
-    void (*words)(uint32_t st[8], const uint32_t w[16]);
-    void (*bytes)(uint32_t st[8], const uint8_t *p, size_t nblocks);
-    void (*wk)(uint32_t st[8], const uint32_t wk[64]);
-    void (*words2)(uint32_t sa[8], uint32_t sb[8], const uint32_t wa[16], const uint32_t wb[16]);
-    void (*bytes2)(uint32_t sa[8], uint32_t sb[8], const uint8_t *pa, const uint8_t *pb,
-                   size_t nblocks);
-    void (*wk2)(uint32_t sa[8], uint32_t sb[8], const uint32_t wk[64]);
+    /* w[l]: the block as 16 host-order words */
+    void (*words)(size_t n, uint32_t (*st)[8], const uint32_t (*w)[16]);
+    /* p[l]: nblocks consecutive 64-byte blocks */
+    void (*bytes)(size_t n, uint32_t (*st)[8], const uint8_t *const *p, size_t nblocks);
+    /* one constant block for all lanes, as its precomputed W+K schedule */
+    void (*wk)(size_t n, uint32_t (*st)[8], const uint32_t *wk);
 } hc_kernel;
 
-static void portable_words2(uint32_t sa[8], uint32_t sb[8], const uint32_t wa[16],
-                            const uint32_t wb[16])
+static void portable_words_n(size_t n, uint32_t (*st)[8], const uint32_t (*w)[16])
 {
-    portable_words(sa, wa);
-    portable_words(sb, wb);
+    for (size_t l = 0; l < n; l++)
+        portable_words(st[l], w[l]);
 }
 
-static void portable_bytes2(uint32_t sa[8], uint32_t sb[8], const uint8_t *pa, const uint8_t *pb,
-                            size_t nblocks)
+static void portable_bytes_n(size_t n, uint32_t (*st)[8], const uint8_t *const *p, size_t nblocks)
 {
-    portable_bytes(sa, pa, nblocks);
-    portable_bytes(sb, pb, nblocks);
+    for (size_t l = 0; l < n; l++)
+        portable_bytes(st[l], p[l], nblocks);
 }
 
-static void portable_wk2(uint32_t sa[8], uint32_t sb[8], const uint32_t wk[64])
+static void portable_wk_n(size_t n, uint32_t (*st)[8], const uint32_t *wk)
 {
-    portable_wk(sa, wk);
-    portable_wk(sb, wk);
+    for (size_t l = 0; l < n; l++)
+        portable_wk(st[l], wk);
 }
 
-static const hc_kernel KERNEL_PORTABLE = {
-    "portable-c", portable_words, portable_bytes, portable_wk,
-    portable_words2, portable_bytes2, portable_wk2,
-};
+static const hc_kernel KERNEL_PORTABLE = {"portable-c", portable_words_n, portable_bytes_n,
+                                          portable_wk_n};
+
+#define HC_INLINE static inline __attribute__((always_inline))
 
 /* --- SHA-NI (x86-64) ----------------------------------------------------------------------- */
 #ifdef HC_X86
 #define SHANI_TARGET __attribute__((target("sha,sse4.1,ssse3")))
 
 /* state[8] (a..h) <-> the ABEF / CDGH register pair the sha256rnds2 instruction works on. */
-#define SHANI_STATE_IN(st, S0, S1)                                                  \
-    do {                                                                            \
-        __m128i t_ = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)(st)), 0xB1); \
-        S1 = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)((st) + 4)), 0x1B);   \
-        S0 = _mm_alignr_epi8(t_, S1, 8);                                            \
-        S1 = _mm_blend_epi16(S1, t_, 0xF0);                                         \
-    } while (0)
+SHANI_TARGET HC_INLINE void shani_state_in(const uint32_t *st, __m128i *S0, __m128i *S1)
+{
+    __m128i t = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)st), 0xB1);
+    __m128i s1 = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)(st + 4)), 0x1B);
+    *S0 = _mm_alignr_epi8(t, s1, 8);
+    *S1 = _mm_blend_epi16(s1, t, 0xF0);
+}
 
-#define SHANI_STATE_OUT(st, S0, S1)                                                 \
-    do {                                                                            \
-        __m128i t_ = _mm_shuffle_epi32(S0, 0x1B);                                   \
-        S1 = _mm_shuffle_epi32(S1, 0xB1);                                           \
-        _mm_storeu_si128((__m128i *)(st), _mm_blend_epi16(t_, S1, 0xF0));           \
-        _mm_storeu_si128((__m128i *)((st) + 4), _mm_alignr_epi8(S1, t_, 8));        \
-    } while (0)
+SHANI_TARGET HC_INLINE void shani_state_out(uint32_t *st, __m128i S0, __m128i S1)
+{
+    __m128i t = _mm_shuffle_epi32(S0, 0x1B);
+    S1 = _mm_shuffle_epi32(S1, 0xB1);
+    _mm_storeu_si128((__m128i *)st, _mm_blend_epi16(t, S1, 0xF0));
+    _mm_storeu_si128((__m128i *)(st + 4), _mm_alignr_epi8(S1, t, 8));
+}
 
-/* Four rounds with the message words (already + K) in WK. */
+/* Four rounds with the message words (already + K) in wk. */
 #define SHANI_4R(S0, S1, WK)                                                        \
     do {                                                                            \
         __m128i m_ = (WK);                                                          \
@@ -221,155 +225,112 @@ static const hc_kernel KERNEL_PORTABLE = {
     X0 = _mm_sha256msg2_epu32(      \
         _mm_add_epi32(_mm_sha256msg1_epu32(X0, X1), _mm_alignr_epi8(X3, X2, 4)), X3)
 
-/* One block, message already in M0..M3 (host-order words). */
-#define SHANI_BLOCK(S0, S1, M0, M1, M2, M3)                                         \
-    do {                                                                            \
-        __m128i a0_ = S0, c0_ = S1;                                                 \
-        SHANI_4R(S0, S1, _mm_add_epi32(M0, SHANI_K(0)));                            \
-        SHANI_4R(S0, S1, _mm_add_epi32(M1, SHANI_K(1)));                            \
-        SHANI_4R(S0, S1, _mm_add_epi32(M2, SHANI_K(2)));                            \
-        SHANI_4R(S0, S1, _mm_add_epi32(M3, SHANI_K(3)));                            \
-        for (int r_ = 4; r_ < 16; r_ += 4) {                                        \
-            SHANI_SCHED(M0, M1, M2, M3);                                            \
-            SHANI_4R(S0, S1, _mm_add_epi32(M0, SHANI_K(r_)));                       \
-            SHANI_SCHED(M1, M2, M3, M0);                                            \
-            SHANI_4R(S0, S1, _mm_add_epi32(M1, SHANI_K(r_ + 1)));                   \
-            SHANI_SCHED(M2, M3, M0, M1);                                            \
-            SHANI_4R(S0, S1, _mm_add_epi32(M2, SHANI_K(r_ + 2)));                   \
-            SHANI_SCHED(M3, M0, M1, M2);                                            \
-            SHANI_4R(S0, S1, _mm_add_epi32(M3, SHANI_K(r_ + 3)));                   \
-        }                                                                           \
-        S0 = _mm_add_epi32(S0, a0_);                                                \
-        S1 = _mm_add_epi32(S1, c0_);                                                \
-    } while (0)
-
-#define SHANI_BLOCK_WK(S0, S1, wk)                                                  \
-    do {                                                                            \
-        __m128i a0_ = S0, c0_ = S1;                                                 \
-        for (int r_ = 0; r_ < 16; r_++)                                             \
-            SHANI_4R(S0, S1, _mm_load_si128((const __m128i *)((wk) + 4 * r_)));     \
-        S0 = _mm_add_epi32(S0, a0_);                                                \
-        S1 = _mm_add_epi32(S1, c0_);                                                \
-    } while (0)
-
-#define SHANI_LOADW(w, i) _mm_loadu_si128((const __m128i *)((w) + 4 * (i)))
-#define SHANI_LOADB(p, i, mask) _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)((p) + 16 * (i))), mask)
-#define SHANI_BSWAP_MASK _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL)
-
-SHANI_TARGET static void shani_words(uint32_t st[8], const uint32_t w[16])
+/* One block in each of L lanes; M[l] holds lane l's message as host-order words. */
+SHANI_TARGET HC_INLINE void shani_rounds(const int L, __m128i *S0, __m128i *S1, __m128i (*M)[4])
 {
-    __m128i S0, S1;
-    SHANI_STATE_IN(st, S0, S1);
-    __m128i M0 = SHANI_LOADW(w, 0), M1 = SHANI_LOADW(w, 1), M2 = SHANI_LOADW(w, 2),
-            M3 = SHANI_LOADW(w, 3);
-    SHANI_BLOCK(S0, S1, M0, M1, M2, M3);
-    SHANI_STATE_OUT(st, S0, S1);
-}
-
-SHANI_TARGET static void shani_bytes(uint32_t st[8], const uint8_t *p, size_t nblocks)
-{
-    const __m128i mask = SHANI_BSWAP_MASK;
-    __m128i S0, S1;
-    SHANI_STATE_IN(st, S0, S1);
-    for (; nblocks; nblocks--, p += 64) {
-        __m128i M0 = SHANI_LOADB(p, 0, mask), M1 = SHANI_LOADB(p, 1, mask),
-                M2 = SHANI_LOADB(p, 2, mask), M3 = SHANI_LOADB(p, 3, mask);
-        SHANI_BLOCK(S0, S1, M0, M1, M2, M3);
+    __m128i a0[HC_LANES], c0[HC_LANES];
+    for (int l = 0; l < L; l++) {
+        a0[l] = S0[l];
+        c0[l] = S1[l];
     }
-    SHANI_STATE_OUT(st, S0, S1);
-}
-
-SHANI_TARGET static void shani_wk(uint32_t st[8], const uint32_t wk[64])
-{
-    __m128i S0, S1;
-    SHANI_STATE_IN(st, S0, S1);
-    SHANI_BLOCK_WK(S0, S1, wk);
-    SHANI_STATE_OUT(st, S0, S1);
-}
-
-/* 2-way interleaved: two independent dependency chains keep the SHA unit busy while one of them
- * waits on sha256rnds2 latency. */
-SHANI_TARGET static void shani_words2(uint32_t sa[8], uint32_t sb[8], const uint32_t wa[16],
-                                      const uint32_t wb[16])
-{
-    __m128i A0, A1, B0, B1;
-    SHANI_STATE_IN(sa, A0, A1);
-    SHANI_STATE_IN(sb, B0, B1);
-    __m128i a0 = A0, a1 = A1, b0 = B0, b1 = B1;
-    __m128i MA[4] = {SHANI_LOADW(wa, 0), SHANI_LOADW(wa, 1), SHANI_LOADW(wa, 2),
-                     SHANI_LOADW(wa, 3)};
-    __m128i MB[4] = {SHANI_LOADW(wb, 0), SHANI_LOADW(wb, 1), SHANI_LOADW(wb, 2),
-                     SHANI_LOADW(wb, 3)};
+#pragma GCC unroll 16
     for (int r = 0; r < 16; r++) {
-        int j = r & 3;
-        if (r >= 4) {
-            SHANI_SCHED(MA[j], MA[(j + 1) & 3], MA[(j + 2) & 3], MA[(j + 3) & 3]);
-            SHANI_SCHED(MB[j], MB[(j + 1) & 3], MB[(j + 2) & 3], MB[(j + 3) & 3]);
+        const int j = r & 3;
+#pragma GCC unroll 4
+        for (int l = 0; l < L; l++) {
+            if (r >= 4)
+                SHANI_SCHED(M[l][j], M[l][(j + 1) & 3], M[l][(j + 2) & 3], M[l][(j + 3) & 3]);
+            SHANI_4R(S0[l], S1[l], _mm_add_epi32(M[l][j], SHANI_K(r)));
         }
-        SHANI_4R(A0, A1, _mm_add_epi32(MA[j], SHANI_K(r)));
-        SHANI_4R(B0, B1, _mm_add_epi32(MB[j], SHANI_K(r)));
     }
-    A0 = _mm_add_epi32(A0, a0);
-    A1 = _mm_add_epi32(A1, a1);
-    B0 = _mm_add_epi32(B0, b0);
-    B1 = _mm_add_epi32(B1, b1);
-    SHANI_STATE_OUT(sa, A0, A1);
-    SHANI_STATE_OUT(sb, B0, B1);
+    for (int l = 0; l < L; l++) {
+        S0[l] = _mm_add_epi32(S0[l], a0[l]);
+        S1[l] = _mm_add_epi32(S1[l], c0[l]);
+    }
 }
 
-SHANI_TARGET static void shani_bytes2(uint32_t sa[8], uint32_t sb[8], const uint8_t *pa,
-                                      const uint8_t *pb, size_t nblocks)
+SHANI_TARGET HC_INLINE void shani_words_l(const int L, uint32_t (*st)[8], const uint32_t (*w)[16])
 {
-    const __m128i mask = SHANI_BSWAP_MASK;
-    __m128i A0, A1, B0, B1;
-    SHANI_STATE_IN(sa, A0, A1);
-    SHANI_STATE_IN(sb, B0, B1);
-    for (; nblocks; nblocks--, pa += 64, pb += 64) {
-        __m128i a0 = A0, a1 = A1, b0 = B0, b1 = B1;
-        __m128i MA[4] = {SHANI_LOADB(pa, 0, mask), SHANI_LOADB(pa, 1, mask),
-                         SHANI_LOADB(pa, 2, mask), SHANI_LOADB(pa, 3, mask)};
-        __m128i MB[4] = {SHANI_LOADB(pb, 0, mask), SHANI_LOADB(pb, 1, mask),
-                         SHANI_LOADB(pb, 2, mask), SHANI_LOADB(pb, 3, mask)};
-        for (int r = 0; r < 16; r++) {
-            int j = r & 3;
-            if (r >= 4) {
-                SHANI_SCHED(MA[j], MA[(j + 1) & 3], MA[(j + 2) & 3], MA[(j + 3) & 3]);
-                SHANI_SCHED(MB[j], MB[(j + 1) & 3], MB[(j + 2) & 3], MB[(j + 3) & 3]);
-            }
-            SHANI_4R(A0, A1, _mm_add_epi32(MA[j], SHANI_K(r)));
-            SHANI_4R(B0, B1, _mm_add_epi32(MB[j], SHANI_K(r)));
-        }
-        A0 = _mm_add_epi32(A0, a0);
-        A1 = _mm_add_epi32(A1, a1);
-        B0 = _mm_add_epi32(B0, b0);
-        B1 = _mm_add_epi32(B1, b1);
+    __m128i S0[HC_LANES], S1[HC_LANES], M[HC_LANES][4];
+    for (int l = 0; l < L; l++) {
+        shani_state_in(st[l], &S0[l], &S1[l]);
+        for (int i = 0; i < 4; i++)
+            M[l][i] = _mm_loadu_si128((const __m128i *)(w[l] + 4 * i));
     }
-    SHANI_STATE_OUT(sa, A0, A1);
-    SHANI_STATE_OUT(sb, B0, B1);
+    shani_rounds(L, S0, S1, M);
+    for (int l = 0; l < L; l++)
+        shani_state_out(st[l], S0[l], S1[l]);
 }
 
-SHANI_TARGET static void shani_wk2(uint32_t sa[8], uint32_t sb[8], const uint32_t wk[64])
+SHANI_TARGET HC_INLINE void shani_bytes_l(const int L, uint32_t (*st)[8], const uint8_t *const *p,
+                                          size_t nblocks)
 {
-    __m128i A0, A1, B0, B1;
-    SHANI_STATE_IN(sa, A0, A1);
-    SHANI_STATE_IN(sb, B0, B1);
-    __m128i a0 = A0, a1 = A1, b0 = B0, b1 = B1;
+    const __m128i mask = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+    __m128i S0[HC_LANES], S1[HC_LANES], M[HC_LANES][4];
+    for (int l = 0; l < L; l++)
+        shani_state_in(st[l], &S0[l], &S1[l]);
+    for (size_t b = 0; b < nblocks; b++) {
+        for (int l = 0; l < L; l++)
+            for (int i = 0; i < 4; i++)
+                M[l][i] = _mm_shuffle_epi8(
+                    _mm_loadu_si128((const __m128i *)(p[l] + 64 * b + 16 * i)), mask);
+        shani_rounds(L, S0, S1, M);
+    }
+    for (int l = 0; l < L; l++)
+        shani_state_out(st[l], S0[l], S1[l]);
+}
+
+SHANI_TARGET HC_INLINE void shani_wk_l(const int L, uint32_t (*st)[8], const uint32_t *wk)
+{
+    __m128i S0[HC_LANES], S1[HC_LANES], a0[HC_LANES], c0[HC_LANES];
+    for (int l = 0; l < L; l++) {
+        shani_state_in(st[l], &S0[l], &S1[l]);
+        a0[l] = S0[l];
+        c0[l] = S1[l];
+    }
+#pragma GCC unroll 16
     for (int r = 0; r < 16; r++) {
         __m128i k = _mm_load_si128((const __m128i *)(wk + 4 * r));
-        SHANI_4R(A0, A1, k);
-        SHANI_4R(B0, B1, k);
+#pragma GCC unroll 4
+        for (int l = 0; l < L; l++)
+            SHANI_4R(S0[l], S1[l], k);
     }
-    A0 = _mm_add_epi32(A0, a0);
-    A1 = _mm_add_epi32(A1, a1);
-    B0 = _mm_add_epi32(B0, b0);
-    B1 = _mm_add_epi32(B1, b1);
-    SHANI_STATE_OUT(sa, A0, A1);
-    SHANI_STATE_OUT(sb, B0, B1);
+    for (int l = 0; l < L; l++)
+        shani_state_out(st[l], _mm_add_epi32(S0[l], a0[l]), _mm_add_epi32(S1[l], c0[l]));
 }
 
-static const hc_kernel KERNEL_SHANI = {
-    "sha-ni", shani_words, shani_bytes, shani_wk, shani_words2, shani_bytes2, shani_wk2,
-};
+SHANI_TARGET static void shani_words(size_t n, uint32_t (*st)[8], const uint32_t (*w)[16])
+{
+    switch (n) {
+    case 4: shani_words_l(4, st, w); break;
+    case 3: shani_words_l(3, st, w); break;
+    case 2: shani_words_l(2, st, w); break;
+    default: shani_words_l(1, st, w); break;
+    }
+}
+
+SHANI_TARGET static void shani_bytes(size_t n, uint32_t (*st)[8], const uint8_t *const *p,
+                                     size_t nblocks)
+{
+    switch (n) {
+    case 4: shani_bytes_l(4, st, p, nblocks); break;
+    case 3: shani_bytes_l(3, st, p, nblocks); break;
+    case 2: shani_bytes_l(2, st, p, nblocks); break;
+    default: shani_bytes_l(1, st, p, nblocks); break;
+    }
+}
+
+SHANI_TARGET static void shani_wk(size_t n, uint32_t (*st)[8], const uint32_t *wk)
+{
+    switch (n) {
+    case 4: shani_wk_l(4, st, wk); break;
+    case 3: shani_wk_l(3, st, wk); break;
+    case 2: shani_wk_l(2, st, wk); break;
+    default: shani_wk_l(1, st, wk); break;
+    }
+}
+
+static const hc_kernel KERNEL_SHANI = {"sha-ni", shani_words, shani_bytes, shani_wk};
 
 static int cpu_has_shani(void)
 {
@@ -410,50 +371,38 @@ HC_ARM_TARGET static void arm_block(uint32_t st[8], uint32x4_t M0, uint32x4_t M1
     vst1q_u32(st + 4, vaddq_u32(S1, c0));
 }
 
-HC_ARM_TARGET static void arm_words(uint32_t st[8], const uint32_t w[16])
-{
-    arm_block(st, vld1q_u32(w), vld1q_u32(w + 4), vld1q_u32(w + 8), vld1q_u32(w + 12));
-}
-
 #define ARM_LOADB(p) vreinterpretq_u32_u8(vrev32q_u8(vld1q_u8(p)))
-HC_ARM_TARGET static void arm_bytes(uint32_t st[8], const uint8_t *p, size_t nblocks)
+
+HC_ARM_TARGET static void arm_words(size_t n, uint32_t (*st)[8], const uint32_t (*w)[16])
 {
-    for (; nblocks; nblocks--, p += 64)
-        arm_block(st, ARM_LOADB(p), ARM_LOADB(p + 16), ARM_LOADB(p + 32), ARM_LOADB(p + 48));
+    for (size_t l = 0; l < n; l++)
+        arm_block(st[l], vld1q_u32(w[l]), vld1q_u32(w[l] + 4), vld1q_u32(w[l] + 8),
+                  vld1q_u32(w[l] + 12));
 }
 
-HC_ARM_TARGET static void arm_wk(uint32_t st[8], const uint32_t wk[64])
+HC_ARM_TARGET static void arm_bytes(size_t n, uint32_t (*st)[8], const uint8_t *const *p,
+                                    size_t nblocks)
 {
-    uint32x4_t S0 = vld1q_u32(st), S1 = vld1q_u32(st + 4);
-    uint32x4_t a0 = S0, c0 = S1;
-    for (int r = 0; r < 16; r++)
-        ARM_4R(S0, S1, vld1q_u32(wk + 4 * r));
-    vst1q_u32(st, vaddq_u32(S0, a0));
-    vst1q_u32(st + 4, vaddq_u32(S1, c0));
+    for (size_t l = 0; l < n; l++)
+        for (size_t b = 0; b < nblocks; b++) {
+            const uint8_t *q = p[l] + 64 * b;
+            arm_block(st[l], ARM_LOADB(q), ARM_LOADB(q + 16), ARM_LOADB(q + 32), ARM_LOADB(q + 48));
+        }
 }
 
-static void arm_words2(uint32_t sa[8], uint32_t sb[8], const uint32_t wa[16], const uint32_t wb[16])
+HC_ARM_TARGET static void arm_wk(size_t n, uint32_t (*st)[8], const uint32_t *wk)
 {
-    arm_words(sa, wa);
-    arm_words(sb, wb);
+    for (size_t l = 0; l < n; l++) {
+        uint32x4_t S0 = vld1q_u32(st[l]), S1 = vld1q_u32(st[l] + 4);
+        uint32x4_t a0 = S0, c0 = S1;
+        for (int r = 0; r < 16; r++)
+            ARM_4R(S0, S1, vld1q_u32(wk + 4 * r));
+        vst1q_u32(st[l], vaddq_u32(S0, a0));
+        vst1q_u32(st[l] + 4, vaddq_u32(S1, c0));
+    }
 }
 
-static void arm_bytes2(uint32_t sa[8], uint32_t sb[8], const uint8_t *pa, const uint8_t *pb,
-                       size_t nblocks)
-{
-    arm_bytes(sa, pa, nblocks);
-    arm_bytes(sb, pb, nblocks);
-}
-
-static void arm_wk2(uint32_t sa[8], uint32_t sb[8], const uint32_t wk[64])
-{
-    arm_wk(sa, wk);
-    arm_wk(sb, wk);
-}
-
-static const hc_kernel KERNEL_ARM = {
-    "armv8-ce", arm_words, arm_bytes, arm_wk, arm_words2, arm_bytes2, arm_wk2,
-};
+static const hc_kernel KERNEL_ARM = {"armv8-ce", arm_words, arm_bytes, arm_wk};
 
 static int cpu_has_armce(void) { return (getauxval(AT_HWCAP) & HWCAP_SHA2) != 0; }
 #endif /* HC_ARM */
@@ -477,28 +426,28 @@ static const hc_kernel *best_kernel(void)
 static const hc_kernel *g_kernel = &KERNEL_PORTABLE;
 
 /* ------------------------------------------------------------------------------------------ */
-/* 2. Bitcoin-shaped double SHA-256                                                            */
+/* 2. Bitcoin-shaped double SHA-256, on n <= HC_LANES independent lanes                        */
 /* ------------------------------------------------------------------------------------------ */
 
-/* st holds the first hash's final state; replace it with the second hash's (32-byte message,
- * fed as words straight from the state: no serialisation, fixed padding). */
-static inline void second_hash(const hc_kernel *k, uint32_t st[8])
+static inline void set_iv(size_t n, uint32_t (*st)[8])
 {
-    uint32_t w[16] = {st[0], st[1], st[2], st[3], st[4], st[5], st[6], st[7],
-                      0x80000000u, 0, 0, 0, 0, 0, 0, 256};
-    memcpy(st, IV, 32);
-    k->words(st, w);
+    for (size_t l = 0; l < n; l++)
+        memcpy(st[l], IV, 32);
 }
 
-static inline void second_hash2(const hc_kernel *k, uint32_t sa[8], uint32_t sb[8])
+/* st holds each lane's first-hash final state; replace it with the second hash's (a 32-byte
+ * message fed as words straight from the state: no serialisation, fixed padding). */
+static void second_hash(const hc_kernel *k, size_t n, uint32_t (*st)[8])
 {
-    uint32_t wa[16] = {sa[0], sa[1], sa[2], sa[3], sa[4], sa[5], sa[6], sa[7],
-                       0x80000000u, 0, 0, 0, 0, 0, 0, 256};
-    uint32_t wb[16] = {sb[0], sb[1], sb[2], sb[3], sb[4], sb[5], sb[6], sb[7],
-                       0x80000000u, 0, 0, 0, 0, 0, 0, 256};
-    memcpy(sa, IV, 32);
-    memcpy(sb, IV, 32);
-    k->words2(sa, sb, wa, wb);
+    uint32_t w[HC_LANES][16];
+    for (size_t l = 0; l < n; l++) {
+        memcpy(w[l], st[l], 32);
+        w[l][8] = 0x80000000u;
+        memset(&w[l][9], 0, 6 * sizeof(uint32_t));
+        w[l][15] = 256;
+    }
+    set_iv(n, st);
+    k->words(n, st, (const uint32_t (*)[16])w);
 }
 
 static inline void state_to_bytes(const uint32_t st[8], uint8_t out[32])
@@ -538,151 +487,102 @@ static size_t pad_parts(uint8_t *dst, const uint8_t *const *parts, const size_t 
     return nbytes / 64;
 }
 
-/* First SHA-256 of arbitrary data. */
+/* First SHA-256 of arbitrary data, one lane. */
 static void sha256_data(const hc_kernel *k, const uint8_t *p, size_t n, uint32_t st[8])
 {
     uint8_t tail[128];
     size_t full = n / 64;
     memcpy(st, IV, 32);
     if (full)
-        k->bytes(st, p, full);
-    const uint8_t *rest = p + full * 64;
+        k->bytes(1, (uint32_t (*)[8])st, &p, full);
     size_t rlen = n - full * 64;
-    size_t nb = pad_parts(tail, &rest, &rlen, 1, 0);
-    /* pad_parts writes the bit length of rlen: fix it to the whole message's. */
+    memcpy(tail, p + full * 64, rlen);
+    size_t nbytes = ((rlen + 8) / 64 + 1) * 64;
+    tail[rlen] = 0x80;
+    memset(tail + rlen + 1, 0, nbytes - rlen - 1);
     uint64_t bits = (uint64_t)n * 8;
     for (int i = 0; i < 8; i++)
-        tail[nb * 64 - 1 - i] = (uint8_t)(bits >> (8 * i));
-    k->bytes(st, tail, nb);
+        tail[nbytes - 1 - i] = (uint8_t)(bits >> (8 * i));
+    const uint8_t *t = tail;
+    k->bytes(1, (uint32_t (*)[8])st, &t, nbytes / 64);
 }
 
-/* sha256d of an 80-byte block header: one full block, then 16 bytes + constant padding. */
-static inline void header_first_words(const uint8_t *h, uint32_t w[16])
+/* sha256d of 80-byte block headers: one full block, then 16 bytes + constant padding. */
+static void sha256d_80(const hc_kernel *k, size_t n, const uint8_t *const *h, uint32_t (*st)[8])
 {
-    w[0] = load_be32(h + 64);
-    w[1] = load_be32(h + 68);
-    w[2] = load_be32(h + 72);
-    w[3] = load_be32(h + 76);
-    w[4] = 0x80000000u;
-    memset(w + 5, 0, 10 * sizeof(uint32_t));
-    w[15] = 640;
-}
-
-static void sha256d_80(const hc_kernel *k, const uint8_t *h, uint32_t st[8])
-{
-    uint32_t w[16];
-    memcpy(st, IV, 32);
-    k->bytes(st, h, 1);
-    header_first_words(h, w);
-    k->words(st, w);
-    second_hash(k, st);
-}
-
-static void sha256d_80x2(const hc_kernel *k, const uint8_t *ha, const uint8_t *hb, uint32_t sa[8],
-                         uint32_t sb[8])
-{
-    uint32_t wa[16], wb[16];
-    memcpy(sa, IV, 32);
-    memcpy(sb, IV, 32);
-    k->bytes2(sa, sb, ha, hb, 1);
-    header_first_words(ha, wa);
-    header_first_words(hb, wb);
-    k->words2(sa, sb, wa, wb);
-    second_hash2(k, sa, sb);
+    uint32_t w[HC_LANES][16];
+    set_iv(n, st);
+    k->bytes(n, st, h, 1);
+    for (size_t l = 0; l < n; l++) {
+        for (int i = 0; i < 4; i++)
+            w[l][i] = load_be32(h[l] + 64 + 4 * i);
+        w[l][4] = 0x80000000u;
+        memset(&w[l][5], 0, 10 * sizeof(uint32_t));
+        w[l][15] = 640;
+    }
+    k->words(n, st, (const uint32_t (*)[16])w);
+    second_hash(k, n, st);
 }
 
 static void sha256d_any(const hc_kernel *k, const uint8_t *p, size_t n, uint8_t out[32])
 {
-    uint32_t st[8];
+    uint32_t st[1][8];
     if (n == 80) {
-        sha256d_80(k, p, st);
+        sha256d_80(k, 1, &p, st);
     } else if (n == 64) {
-        memcpy(st, IV, 32);
-        k->bytes(st, p, 1);
-        k->wk(st, WK_PAD64);
-        second_hash(k, st);
+        memcpy(st[0], IV, 32);
+        k->bytes(1, st, &p, 1);
+        k->wk(1, st, WK_PAD64);
+        second_hash(k, 1, st);
     } else {
-        sha256_data(k, p, n, st);
-        second_hash(k, st);
+        sha256_data(k, p, n, st[0]);
+        second_hash(k, 1, st);
     }
-    state_to_bytes(st, out);
+    state_to_bytes(st[0], out);
 }
 
-/* One merkle step: r <- sha256d(r || b), r as host-order words (a digest's big-endian words). */
-static inline void merkle_words(uint32_t w[16], const uint32_t r[8], const uint8_t *b)
+/* One merkle step per lane: r <- sha256d(r || b), r as host-order words (a digest's big-endian
+ * words). The second block of the 64-byte message is constant: its schedule is precomputed. */
+static void merkle_step(const hc_kernel *k, size_t n, uint32_t (*r)[8], const uint8_t *const *b)
 {
-    memcpy(w, r, 32);
-    for (int i = 0; i < 8; i++)
-        w[8 + i] = load_be32(b + 4 * i);
+    uint32_t w[HC_LANES][16];
+    for (size_t l = 0; l < n; l++) {
+        memcpy(w[l], r[l], 32);
+        for (int i = 0; i < 8; i++)
+            w[l][8 + i] = load_be32(b[l] + 4 * i);
+    }
+    set_iv(n, r);
+    k->words(n, r, (const uint32_t (*)[16])w);
+    k->wk(n, r, WK_PAD64);
+    second_hash(k, n, r);
 }
 
-static void merkle_step(const hc_kernel *k, uint32_t r[8], const uint8_t *b)
-{
-    uint32_t w[16];
-    merkle_words(w, r, b);
-    memcpy(r, IV, 32);
-    k->words(r, w);
-    k->wk(r, WK_PAD64);
-    second_hash(k, r);
-}
-
-static void merkle_step2(const hc_kernel *k, uint32_t ra[8], uint32_t rb[8], const uint8_t *ba,
-                         const uint8_t *bb)
-{
-    uint32_t wa[16], wb[16];
-    merkle_words(wa, ra, ba);
-    merkle_words(wb, rb, bb);
-    memcpy(ra, IV, 32);
-    memcpy(rb, IV, 32);
-    k->words2(ra, rb, wa, wb);
-    k->wk2(ra, rb, WK_PAD64);
-    second_hash2(k, ra, rb);
-}
-
-/* The header as two message blocks of words; the merkle root given as words. */
 typedef struct {
     uint32_t version, ntime, nbits, nonce;
     uint32_t prev[8]; /* big-endian words of the 32 prevhash header bytes */
 } header_fields;
 
-static inline void header_blocks(const header_fields *f, const uint32_t root[8], uint32_t w1[16],
-                                 uint32_t w2[16])
+/* Block hash per lane from header fields and the merkle root as words. */
+static void header_hash_words(const hc_kernel *k, size_t n, const header_fields *const *f,
+                              const uint32_t (*root)[8], uint32_t (*st)[8])
 {
-    w1[0] = bswap32(f->version);
-    memcpy(w1 + 1, f->prev, 32);
-    memcpy(w1 + 9, root, 28);
-    w2[0] = root[7];
-    w2[1] = bswap32(f->ntime);
-    w2[2] = bswap32(f->nbits);
-    w2[3] = bswap32(f->nonce);
-    w2[4] = 0x80000000u;
-    memset(w2 + 5, 0, 10 * sizeof(uint32_t));
-    w2[15] = 640;
-}
-
-static void header_hash_words(const hc_kernel *k, const header_fields *f, const uint32_t root[8],
-                              uint32_t st[8])
-{
-    uint32_t w1[16], w2[16];
-    header_blocks(f, root, w1, w2);
-    memcpy(st, IV, 32);
-    k->words(st, w1);
-    k->words(st, w2);
-    second_hash(k, st);
-}
-
-static void header_hash_words2(const hc_kernel *k, const header_fields *fa, const header_fields *fb,
-                               const uint32_t ra[8], const uint32_t rb[8], uint32_t sa[8],
-                               uint32_t sb[8])
-{
-    uint32_t a1[16], a2[16], b1[16], b2[16];
-    header_blocks(fa, ra, a1, a2);
-    header_blocks(fb, rb, b1, b2);
-    memcpy(sa, IV, 32);
-    memcpy(sb, IV, 32);
-    k->words2(sa, sb, a1, b1);
-    k->words2(sa, sb, a2, b2);
-    second_hash2(k, sa, sb);
+    uint32_t w1[HC_LANES][16], w2[HC_LANES][16];
+    for (size_t l = 0; l < n; l++) {
+        w1[l][0] = bswap32(f[l]->version);
+        memcpy(&w1[l][1], f[l]->prev, 32);
+        memcpy(&w1[l][9], root[l], 28);
+        w2[l][0] = root[l][7];
+        w2[l][1] = bswap32(f[l]->ntime);
+        w2[l][2] = bswap32(f[l]->nbits);
+        w2[l][3] = bswap32(f[l]->nonce);
+        w2[l][4] = 0x80000000u;
+        memset(&w2[l][5], 0, 10 * sizeof(uint32_t));
+        w2[l][15] = 640;
+    }
+    set_iv(n, st);
+    k->words(n, st, (const uint32_t (*)[16])w1);
+    k->words(n, st, (const uint32_t (*)[16])w2);
+    second_hash(k, n, st);
 }
 
 /* Compare two 256-bit little-endian integers. */
@@ -731,7 +631,7 @@ static void coinbase_start(const hc_kernel *k, prefix_cache *pc, const share_in 
     if (!(pc->key && pc->keylen == s->cblen[0] &&
           (pc->key == s->cb[0] || memcmp(pc->key, s->cb[0], s->cblen[0]) == 0))) {
         memcpy(pc->st, IV, 32);
-        k->bytes(pc->st, s->cb[0], blocks);
+        k->bytes(1, (uint32_t (*)[8])pc->st, &s->cb[0], blocks);
         pc->key = s->cb[0];
         pc->keylen = s->cblen[0];
         pc->skip = blocks * 64;
@@ -745,68 +645,62 @@ static size_t coinbase_len(const share_in *s)
     return s->cblen[0] + s->cblen[1] + s->cblen[2] + s->cblen[3];
 }
 
-static void finish_share(const share_in *s, const uint32_t st[8], share_out *o)
+/* Check n <= HC_LANES shares in lockstep. They must have the same branch depth and the same
+ * number of coinbase blocks left after their start states (check_many groups them so).
+ * scratch[l] must hold padded_size(coinbase_len(s[l]), 0) bytes. */
+static void check_group(const hc_kernel *k, size_t n, const share_in *s,
+                        const uint32_t (*start)[8], const size_t *skip, uint8_t *const *scratch,
+                        share_out *o)
 {
-    state_to_bytes(st, o->hash);
-    o->meets_share = le256_cmp(o->hash, s->share_target) <= 0;
-    o->meets_network = le256_cmp(o->hash, s->network_target) <= 0;
+    uint32_t st[HC_LANES][8], h[HC_LANES][8];
+    const uint8_t *p[HC_LANES];
+    const header_fields *f[HC_LANES];
+    size_t nb = 0;
+    for (size_t l = 0; l < n; l++) {
+        memcpy(st[l], start[l], 32);
+        nb = pad_parts(scratch[l], s[l].cb, s[l].cblen, 4, skip[l]);
+        p[l] = scratch[l];
+        f[l] = &s[l].hdr;
+    }
+    k->bytes(n, st, p, nb);
+    second_hash(k, n, st);
+    for (size_t i = 0; i < s[0].depth; i++) {
+        for (size_t l = 0; l < n; l++)
+            p[l] = s[l].branch[i];
+        merkle_step(k, n, st, p);
+    }
+    header_hash_words(k, n, f, (const uint32_t (*)[8])st, h);
+    for (size_t l = 0; l < n; l++) {
+        state_to_bytes(h[l], o[l].hash);
+        o[l].meets_share = le256_cmp(o[l].hash, s[l].share_target) <= 0;
+        o[l].meets_network = le256_cmp(o[l].hash, s[l].network_target) <= 0;
+    }
 }
 
-/* scratch must hold padded_size(coinbase_len(s), 0) bytes. */
-static void check_one(const hc_kernel *k, prefix_cache *pc, const share_in *s, uint8_t *scratch,
-                      share_out *o)
-{
-    uint32_t st[8];
-    size_t skip;
-    coinbase_start(k, pc, s, st, &skip);
-    size_t nb = pad_parts(scratch, s->cb, s->cblen, 4, skip);
-    k->bytes(st, scratch, nb);
-    second_hash(k, st);
-    for (size_t i = 0; i < s->depth; i++)
-        merkle_step(k, st, s->branch[i]);
-    uint32_t h[8];
-    header_hash_words(k, &s->hdr, st, h);
-    finish_share(s, h, o);
-}
-
-/* Two shares in lockstep; returns 0 (did nothing) unless their shapes match. */
-static int check_two(const hc_kernel *k, prefix_cache *pc, const share_in *a, const share_in *b,
-                     uint8_t *scratch_a, uint8_t *scratch_b, share_out *oa, share_out *ob)
-{
-    if (a->depth != b->depth)
-        return 0;
-    uint32_t sa[8], sb[8];
-    size_t skip_a, skip_b;
-    coinbase_start(k, pc, a, sa, &skip_a);
-    coinbase_start(k, pc, b, sb, &skip_b);
-    size_t la = coinbase_len(a) - skip_a, lb = coinbase_len(b) - skip_b;
-    if ((la + 8) / 64 != (lb + 8) / 64)
-        return 0;
-    size_t nb = pad_parts(scratch_a, a->cb, a->cblen, 4, skip_a);
-    pad_parts(scratch_b, b->cb, b->cblen, 4, skip_b);
-    k->bytes2(sa, sb, scratch_a, scratch_b, nb);
-    second_hash2(k, sa, sb);
-    for (size_t i = 0; i < a->depth; i++)
-        merkle_step2(k, sa, sb, a->branch[i], b->branch[i]);
-    uint32_t ha[8], hb[8];
-    header_hash_words2(k, &a->hdr, &b->hdr, sa, sb, ha, hb);
-    finish_share(a, ha, oa);
-    finish_share(b, hb, ob);
-    return 1;
-}
-
-static void check_many(const hc_kernel *k, const share_in *s, size_t n, uint8_t *scratch_a,
-                       uint8_t *scratch_b, share_out *o)
+/* Check n shares, in groups of up to HC_LANES consecutive shares of the same shape.
+ * scratch holds HC_LANES buffers of scratch_size = padded_size(longest coinbase, 0) bytes. */
+static void check_many(const hc_kernel *k, const share_in *s, size_t n, uint8_t *scratch,
+                       size_t scratch_size, share_out *o)
 {
     prefix_cache pc = {0};
+    uint32_t start[HC_LANES][8];
+    size_t skip[HC_LANES];
+    uint8_t *bufs[HC_LANES];
+    for (int l = 0; l < HC_LANES; l++)
+        bufs[l] = scratch + l * scratch_size;
     size_t i = 0;
     while (i < n) {
-        if (i + 1 < n && check_two(k, &pc, &s[i], &s[i + 1], scratch_a, scratch_b, &o[i], &o[i + 1])) {
-            i += 2;
-        } else {
-            check_one(k, &pc, &s[i], scratch_a, &o[i]);
-            i += 1;
+        coinbase_start(k, &pc, &s[i], start[0], &skip[0]);
+        size_t blocks = (coinbase_len(&s[i]) - skip[0] + 8) / 64;
+        size_t g = 1;
+        while (g < HC_GROUP && i + g < n && s[i + g].depth == s[i].depth) {
+            coinbase_start(k, &pc, &s[i + g], start[g], &skip[g]);
+            if ((coinbase_len(&s[i + g]) - skip[g] + 8) / 64 != blocks)
+                break;
+            g++;
         }
+        check_group(k, g, &s[i], (const uint32_t (*)[8])start, skip, bufs, &o[i]);
+        i += g;
     }
 }
 
@@ -821,9 +715,10 @@ static PyObject *g_sequence_abc; /* collections.abc.Sequence */
 #define NOGIL_MIN_SHARES 4
 #define NOGIL_MIN_BYTES 8192
 
-/* A bytes-like argument: a strong reference to a bytes object (bytearray and memoryview are
- * copied, as bytes(value) does in the reference), so the data stays valid and unchanged while
- * the GIL is released. */
+/* A bytes-like argument, valid and unchanging while the GIL is released. A bytes object is
+ * borrowed (own == NULL): immutable, and the caller keeps it alive by holding the object it came
+ * from (the call's arguments, or a private tuple snapshot of a list). A bytearray or memoryview is
+ * copied into a new bytes object, as bytes(value) does in the reference (own != NULL). */
 typedef struct {
     PyObject *own;
     const uint8_t *p;
@@ -847,25 +742,25 @@ static int raise_type(const char *name, Py_ssize_t idx, const char *expected, Py
 
 static int get_bytes(PyObject *v, const char *name, Py_ssize_t idx, Py_ssize_t size, barg *out)
 {
-    PyObject *b;
+    PyObject *b, *own = NULL;
     if (PyBytes_Check(v))
-        b = Py_NewRef(v);
+        b = v;
     else if (PyByteArray_Check(v) || PyMemoryView_Check(v))
-        b = PyBytes_FromObject(v);
+        b = own = PyBytes_FromObject(v);
     else
         return raise_type(name, idx, "bytes", v);
     if (!b)
         return -1;
     Py_ssize_t n = PyBytes_GET_SIZE(b);
     if (size >= 0 && n != size) {
-        Py_DECREF(b);
+        Py_XDECREF(own);
         if (idx >= 0)
             PyErr_Format(PyExc_ValueError, "%s[%zd] must be %zd bytes, got %zd", name, idx, size, n);
         else
             PyErr_Format(PyExc_ValueError, "%s must be %zd bytes, got %zd", name, size, n);
         return -1;
     }
-    out->own = b;
+    out->own = own;
     out->p = (const uint8_t *)PyBytes_AS_STRING(b);
     out->n = (size_t)n;
     return 0;
@@ -915,7 +810,7 @@ static int bvec_push(bvec *b, barg a)
         size_t cap = b->cap ? b->cap * 2 : 32;
         barg *nv = PyMem_Realloc(b->v, cap * sizeof(barg));
         if (!nv) {
-            Py_DECREF(a.own);
+            Py_XDECREF(a.own);
             PyErr_NoMemory();
             return -1;
         }
@@ -936,6 +831,8 @@ static void bvec_clear(bvec *b)
 }
 
 /* Parse a merkle branch into vec; its entries are vec->v[*off .. *off + *depth). */
+/* Parse a merkle branch into vec; its entries are vec->v[*off .. *off + *depth). The tuple
+ * snapshot the entries are borrowed from is kept alive in vec too (an entry with p == NULL). */
 static int parse_branch(PyObject *branch, bvec *vec, size_t *off, size_t *depth)
 {
     int ok = is_sequence(branch);
@@ -943,21 +840,20 @@ static int parse_branch(PyObject *branch, bvec *vec, size_t *off, size_t *depth)
         return -1;
     if (!ok)
         return raise_type("branch", -1, "a sequence of 32-byte bytes", branch);
-    PyObject *fast = PySequence_Tuple(branch); /* a private snapshot: nothing can mutate it */
-    if (!fast)
+    PyObject *snap = PySequence_Tuple(branch); /* private: nothing can mutate it */
+    if (!snap)
         return -1;
-    Py_ssize_t n = PyTuple_GET_SIZE(fast);
-    PyObject **items = &PyTuple_GET_ITEM(fast, 0);
+    barg hold = {snap, NULL, 0};
+    if (bvec_push(vec, hold) < 0)
+        return -1;
+    Py_ssize_t n = PyTuple_GET_SIZE(snap);
     *off = vec->n;
     for (Py_ssize_t i = 0; i < n; i++) {
         barg a;
-        if (get_bytes(items[i], "branch", i, 32, &a) < 0 || bvec_push(vec, a) < 0) {
-            Py_DECREF(fast);
+        if (get_bytes(PyTuple_GET_ITEM(snap, i), "branch", i, 32, &a) < 0 || bvec_push(vec, a) < 0)
             return -1;
-        }
     }
     *depth = (size_t)n;
-    Py_DECREF(fast);
     return 0;
 }
 
@@ -1036,18 +932,28 @@ static void hash_many(const hc_kernel *k, const barg *in, size_t n, uint8_t **ou
 {
     size_t i = 0;
     while (i < n) {
-        if (i + 1 < n && in[i].n == 80 && in[i + 1].n == 80) {
-            uint32_t sa[8], sb[8];
-            sha256d_80x2(k, in[i].p, in[i + 1].p, sa, sb);
-            state_to_bytes(sa, out[i]);
-            state_to_bytes(sb, out[i + 1]);
-            i += 2;
+        /* Runs of 80-byte headers go through the lanes together. */
+        size_t g = 0;
+        const uint8_t *h[HC_LANES];
+        while (g < HC_LANES && i + g < n && in[i + g].n == 80) {
+            h[g] = in[i + g].p;
+            g++;
+        }
+        if (g) {
+            uint32_t st[HC_LANES][8];
+            sha256d_80(k, g, h, st);
+            for (size_t l = 0; l < g; l++)
+                state_to_bytes(st[l], out[i + l]);
+            i += g;
         } else {
             sha256d_any(k, in[i].p, in[i].n, out[i]);
             i += 1;
         }
     }
 }
+
+/* sha256d_many also works in chunks (see check_shares): bounded memory, GIL released per chunk. */
+#define HASH_CHUNK 2048
 
 static PyObject *py_sha256d_many(PyObject *self, PyObject *items)
 {
@@ -1063,45 +969,50 @@ static PyObject *py_sha256d_many(PyObject *self, PyObject *items)
     if (!fast)
         return NULL;
     Py_ssize_t n = PyTuple_GET_SIZE(fast);
-    PyObject **objs = &PyTuple_GET_ITEM(fast, 0);
-    PyObject *result = NULL;
-    barg *in = PyMem_Calloc((size_t)n + 1, sizeof(barg));
-    uint8_t **outp = PyMem_Malloc(((size_t)n + 1) * sizeof(uint8_t *));
-    Py_ssize_t parsed = 0;
-    size_t total = 0;
-    if (!in || !outp) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (; parsed < n; parsed++) {
-        if (get_bytes(objs[parsed], "items", parsed, -1, &in[parsed]) < 0)
-            goto done;
-        total += in[parsed].n;
-    }
-    result = PyList_New(n);
-    if (!result)
-        goto done;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *h = PyBytes_FromStringAndSize(NULL, 32);
-        if (!h) {
-            Py_CLEAR(result);
-            goto done;
-        }
-        outp[i] = (uint8_t *)PyBytes_AS_STRING(h); /* fresh and private until returned */
-        PyList_SET_ITEM(result, i, h);
-    }
+    size_t cap = n < HASH_CHUNK ? (size_t)n + 1 : HASH_CHUNK;
+    PyObject *result = PyList_New(n);
+    barg *in = PyMem_Malloc(cap * sizeof(barg));
+    uint8_t **outp = PyMem_Malloc(cap * sizeof(uint8_t *));
+    Py_ssize_t parsed = 0; /* entries of `in` holding references */
     const hc_kernel *k = g_kernel;
-    if (n > NOGIL_MIN_ITEMS || total >= NOGIL_MIN_BYTES) {
-        Py_BEGIN_ALLOW_THREADS
-        hash_many(k, in, (size_t)n, outp);
-        Py_END_ALLOW_THREADS
-    } else {
-        hash_many(k, in, (size_t)n, outp);
+    if (!result || !in || !outp) {
+        if (result)
+            PyErr_NoMemory();
+        goto fail;
     }
-done:
-    if (in)
+    for (Py_ssize_t base = 0; base < n; base += HASH_CHUNK) {
+        Py_ssize_t m = n - base < HASH_CHUNK ? n - base : HASH_CHUNK;
+        size_t total = 0;
+        for (; parsed < m; parsed++) {
+            if (get_bytes(PyTuple_GET_ITEM(fast, base + parsed), "items", base + parsed, -1,
+                          &in[parsed]) < 0)
+                goto fail;
+            total += in[parsed].n;
+        }
+        for (Py_ssize_t i = 0; i < m; i++) {
+            PyObject *h = PyBytes_FromStringAndSize(NULL, 32);
+            if (!h)
+                goto fail;
+            outp[i] = (uint8_t *)PyBytes_AS_STRING(h); /* fresh and private until returned */
+            PyList_SET_ITEM(result, base + i, h);
+        }
+        if (m > NOGIL_MIN_ITEMS || total >= NOGIL_MIN_BYTES) {
+            Py_BEGIN_ALLOW_THREADS
+            hash_many(k, in, (size_t)m, outp);
+            Py_END_ALLOW_THREADS
+        } else {
+            hash_many(k, in, (size_t)m, outp);
+        }
         for (Py_ssize_t i = 0; i < parsed; i++)
             barg_release(&in[i]);
+        parsed = 0;
+    }
+    goto done;
+fail:
+    Py_CLEAR(result);
+done:
+    for (Py_ssize_t i = 0; i < parsed; i++)
+        barg_release(&in[i]);
     PyMem_Free(in);
     PyMem_Free(outp);
     Py_DECREF(fast);
@@ -1130,13 +1041,15 @@ static PyObject *py_merkle_root(PyObject *self, PyObject *const *args, Py_ssize_
         return NULL;
     }
     const hc_kernel *k = g_kernel;
-    uint32_t r[8];
-    sha256_data(k, cb.p, cb.n, r);
-    second_hash(k, r);
-    for (size_t i = 0; i < depth; i++)
-        merkle_step(k, r, vec.v[off + i].p);
+    uint32_t r[1][8];
+    sha256_data(k, cb.p, cb.n, r[0]);
+    second_hash(k, 1, r);
+    for (size_t i = 0; i < depth; i++) {
+        const uint8_t *b = vec.v[off + i].p;
+        merkle_step(k, 1, r, &b);
+    }
     uint8_t out[32];
-    state_to_bytes(r, out);
+    state_to_bytes(r[0], out);
     barg_release(&cb);
     bvec_clear(&vec);
     return new_hash(out);
@@ -1166,14 +1079,15 @@ static PyObject *py_header_hash(PyObject *self, PyObject *const *args, Py_ssize_
     if (get_u32(a[3], "ntime", &f.ntime) < 0 || get_u32(a[4], "nbits", &f.nbits) < 0 ||
         get_u32(a[5], "nonce", &f.nonce) < 0)
         goto done;
-    uint32_t rw[8], st[8];
+    uint32_t rw[1][8], st[1][8];
     for (int i = 0; i < 8; i++) {
         f.prev[i] = load_be32(prev.p + 4 * i);
-        rw[i] = load_be32(root.p + 4 * i);
+        rw[0][i] = load_be32(root.p + 4 * i);
     }
-    header_hash_words(g_kernel, &f, rw, st);
+    const header_fields *fp = &f;
+    header_hash_words(g_kernel, 1, &fp, (const uint32_t (*)[8])rw, st);
     uint8_t out[32];
-    state_to_bytes(st, out);
+    state_to_bytes(st[0], out);
     result = new_hash(out);
 done:
     barg_release(&prev);
@@ -1194,12 +1108,14 @@ typedef struct {
     barg b[7]; /* coinb1, extranonce1, extranonce2, coinb2, prevhash, share_target, network_target */
     size_t boff, depth;
     header_fields hdr;
+    PyObject *hold; /* check_shares: the item's tuple snapshot the bargs borrow from */
 } share_parse;
 
 static void share_parse_release(share_parse *p)
 {
     for (int i = 0; i < 7; i++)
         barg_release(&p->b[i]);
+    Py_CLEAR(p->hold);
 }
 
 /* Validate a[0..13] (a[12], a[13] may be NULL: default 0) in the reference's order.
@@ -1254,10 +1170,23 @@ static void share_view(const share_parse *p, const bvec *vec, const uint8_t **pt
     s->hdr = p->hdr;
 }
 
+/* (hash, meets_share_target, meets_network_target). It holds only bytes and bools, so it can
+ * never be part of a reference cycle: untrack it, sparing the GC from scanning big batches. */
 static PyObject *share_result(const share_out *o)
 {
-    return Py_BuildValue("(y#OO)", (const char *)o->hash, (Py_ssize_t)32,
-                         o->meets_share ? Py_True : Py_False, o->meets_network ? Py_True : Py_False);
+    PyObject *h = new_hash(o->hash);
+    if (!h)
+        return NULL;
+    PyObject *t = PyTuple_New(3);
+    if (!t) {
+        Py_DECREF(h);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(t, 0, h);
+    PyTuple_SET_ITEM(t, 1, Py_NewRef(o->meets_share ? Py_True : Py_False));
+    PyTuple_SET_ITEM(t, 2, Py_NewRef(o->meets_network ? Py_True : Py_False));
+    PyObject_GC_UnTrack(t);
+    return t;
 }
 
 static PyObject *py_check_share(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
@@ -1287,8 +1216,7 @@ static PyObject *py_check_share(PyObject *self, PyObject *const *args, Py_ssize_
     }
     share_view(&p, &vec, ptrs, &s);
     share_out o;
-    prefix_cache pc = {0};
-    check_one(g_kernel, &pc, &s, scratch, &o);
+    check_many(g_kernel, &s, 1, scratch, need, &o);
     result = share_result(&o);
 done:
     if (ptrs && ptrs != stack_ptrs)
@@ -1318,6 +1246,11 @@ static void prefix_item_error(Py_ssize_t i)
     Py_XDECREF(msg);
 }
 
+/* check_shares works through the batch in chunks: parse a chunk (GIL held), hash it (GIL
+ * released), turn it into results, release it. Memory stays small and cache-resident whatever
+ * the batch size, and other threads get the GIL between chunks. */
+#define SHARES_CHUNK 256
+
 static PyObject *py_check_shares(PyObject *self, PyObject *items)
 {
     (void)self;
@@ -1332,92 +1265,99 @@ static PyObject *py_check_shares(PyObject *self, PyObject *items)
     if (!fast)
         return NULL;
     Py_ssize_t n = PyTuple_GET_SIZE(fast);
-    PyObject **objs = &PyTuple_GET_ITEM(fast, 0);
-    PyObject *result = NULL;
+    PyObject *result = PyList_New(n);
     bvec vec = {0};
-    Py_ssize_t parsed = 0;
-    size_t max_cb = 0;
-    share_parse *ps = PyMem_Calloc((size_t)n + 1, sizeof(share_parse));
-    share_in *ins = PyMem_Calloc((size_t)n + 1, sizeof(share_in));
-    share_out *outs = PyMem_Calloc((size_t)n + 1, sizeof(share_out));
+    share_parse ps[SHARES_CHUNK];
+    share_in ins[SHARES_CHUNK];
+    share_out outs[SHARES_CHUNK];
+    Py_ssize_t parsed = 0; /* entries of ps holding references */
     const uint8_t **ptrs = NULL;
+    size_t ptrs_cap = 0;
     uint8_t *scratch = NULL;
+    size_t scratch_size = 0;
     PyObject *prev_branch = NULL;
-    if (!ps || !ins || !outs) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (; parsed < n; parsed++) {
-        PyObject *item = objs[parsed];
-        Py_ssize_t len = (PyTuple_Check(item) || PyList_Check(item)) ? Py_SIZE(item) : -1;
-        if (len != 12 && len != 14) {
-            PyErr_Format(PyExc_TypeError,
-                         "items[%zd] must be a tuple of 12 or 14 check_share arguments", parsed);
-            goto done;
-        }
-        PyObject *args = PySequence_Tuple(item); /* a list item is snapshotted too */
-        if (!args)
-            goto done;
-        PyObject *a[14] = {0};
-        for (Py_ssize_t j = 0; j < len; j++)
-            a[j] = PyTuple_GET_ITEM(args, j);
-        /* The same list/tuple object as the previous share's branch: share its parse. */
-        const share_parse *reuse =
-            (parsed > 0 && a[4] == prev_branch && (PyList_CheckExact(a[4]) || PyTuple_CheckExact(a[4])))
-                ? &ps[parsed - 1]
-                : NULL;
-        int rc = parse_share(a, &vec, &ps[parsed], reuse);
-        Py_XSETREF(prev_branch, Py_NewRef(a[4])); /* held: its identity stays meaningful */
-        Py_DECREF(args);
-        if (rc < 0) {
-            prefix_item_error(parsed);
-            goto done;
-        }
-        size_t cbl = ps[parsed].b[0].n + ps[parsed].b[1].n + ps[parsed].b[2].n + ps[parsed].b[3].n;
-        if (cbl > max_cb)
-            max_cb = cbl;
-    }
-    /* Branch pointers: one array for all shares (reused branches are simply listed again). */
-    size_t nptrs = 0;
-    for (Py_ssize_t i = 0; i < n; i++)
-        nptrs += ps[i].depth;
-    ptrs = PyMem_Malloc((nptrs + 1) * sizeof(uint8_t *));
-    size_t scratch_size = padded_size(max_cb, 0);
-    scratch = PyMem_Malloc(2 * scratch_size);
-    if (!ptrs || !scratch) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (Py_ssize_t i = 0, o = 0; i < n; o += ps[i].depth, i++)
-        share_view(&ps[i], &vec, ptrs + o, &ins[i]);
     const hc_kernel *k = g_kernel;
-    if (n >= NOGIL_MIN_SHARES) {
-        Py_BEGIN_ALLOW_THREADS
-        check_many(k, ins, (size_t)n, scratch, scratch + scratch_size, outs);
-        Py_END_ALLOW_THREADS
-    } else {
-        check_many(k, ins, (size_t)n, scratch, scratch + scratch_size, outs);
-    }
-    result = PyList_New(n);
     if (!result)
-        goto done;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *t = share_result(&outs[i]);
-        if (!t) {
-            Py_CLEAR(result);
-            goto done;
+        goto fail;
+    for (Py_ssize_t base = 0; base < n; base += SHARES_CHUNK) {
+        Py_ssize_t m = n - base < SHARES_CHUNK ? n - base : SHARES_CHUNK;
+        size_t max_cb = 0, nptrs = 0;
+        Py_CLEAR(prev_branch);
+        for (; parsed < m; parsed++) {
+            Py_ssize_t idx = base + parsed;
+            PyObject *item = PyTuple_GET_ITEM(fast, idx);
+            Py_ssize_t len = (PyTuple_Check(item) || PyList_Check(item)) ? Py_SIZE(item) : -1;
+            if (len != 12 && len != 14) {
+                PyErr_Format(PyExc_TypeError,
+                             "items[%zd] must be a tuple of 12 or 14 check_share arguments", idx);
+                goto fail;
+            }
+            PyObject *args = PySequence_Tuple(item); /* a list item is snapshotted too */
+            if (!args)
+                goto fail;
+            PyObject *a[14] = {0};
+            for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(args) && j < 14; j++)
+                a[j] = PyTuple_GET_ITEM(args, j);
+            /* The same list/tuple object as the previous share's branch: share its parse. */
+            const share_parse *reuse = (parsed > 0 && a[4] == prev_branch &&
+                                        (PyList_CheckExact(a[4]) || PyTuple_CheckExact(a[4])))
+                                           ? &ps[parsed - 1]
+                                           : NULL;
+            int rc = parse_share(a, &vec, &ps[parsed], reuse);
+            Py_XSETREF(prev_branch, Py_NewRef(a[4])); /* held: its identity stays meaningful */
+            if (rc < 0) {
+                Py_DECREF(args);
+                prefix_item_error(idx);
+                goto fail;
+            }
+            ps[parsed].hold = args;
+            size_t cbl = ps[parsed].b[0].n + ps[parsed].b[1].n + ps[parsed].b[2].n + ps[parsed].b[3].n;
+            if (cbl > max_cb)
+                max_cb = cbl;
+            nptrs += ps[parsed].depth;
         }
-        PyList_SET_ITEM(result, i, t);
-    }
-done:
-    Py_XDECREF(prev_branch);
-    if (ps)
+        if (nptrs + 1 > ptrs_cap) {
+            PyMem_Free(ptrs);
+            ptrs_cap = nptrs + 1;
+            ptrs = PyMem_Malloc(ptrs_cap * sizeof(uint8_t *));
+        }
+        if (padded_size(max_cb, 0) > scratch_size) {
+            PyMem_Free(scratch);
+            scratch_size = padded_size(max_cb, 0);
+            scratch = PyMem_Malloc(HC_LANES * scratch_size);
+        }
+        if (!ptrs || !scratch) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        for (Py_ssize_t i = 0, o = 0; i < m; o += ps[i].depth, i++)
+            share_view(&ps[i], &vec, ptrs + o, &ins[i]);
+        if (m >= NOGIL_MIN_SHARES) {
+            Py_BEGIN_ALLOW_THREADS
+            check_many(k, ins, (size_t)m, scratch, scratch_size, outs);
+            Py_END_ALLOW_THREADS
+        } else {
+            check_many(k, ins, (size_t)m, scratch, scratch_size, outs);
+        }
+        for (Py_ssize_t i = 0; i < m; i++) {
+            PyObject *t = share_result(&outs[i]);
+            if (!t)
+                goto fail;
+            PyList_SET_ITEM(result, base + i, t);
+        }
         for (Py_ssize_t i = 0; i < parsed; i++)
             share_parse_release(&ps[i]);
+        parsed = 0;
+        bvec_clear(&vec);
+    }
+    goto done;
+fail:
+    Py_CLEAR(result);
+done:
+    Py_XDECREF(prev_branch);
+    for (Py_ssize_t i = 0; i < parsed; i++)
+        share_parse_release(&ps[i]);
     bvec_clear(&vec);
-    PyMem_Free(ps);
-    PyMem_Free(ins);
-    PyMem_Free(outs);
     PyMem_Free(ptrs);
     PyMem_Free(scratch);
     Py_DECREF(fast);
