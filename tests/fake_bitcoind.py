@@ -34,6 +34,7 @@ class FakeBitcoind:
         self.submit_result: Any = None
         self.chain_info: dict[str, Any] = load_fixture("getblockchaininfo.json")
         self._changed = asyncio.Event()
+        self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self.port = 0
@@ -49,7 +50,8 @@ class FakeBitcoind:
     async def start(self, port: int = 0) -> FakeBitcoind:
         app = web.Application()
         app.router.add_post("/", self._handle)
-        self._runner = web.AppRunner(app)
+        self._closing = asyncio.Event()
+        self._runner = web.AppRunner(app, shutdown_timeout=0.2)
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, "127.0.0.1", port or self.port)
         await self._site.start()
@@ -57,7 +59,9 @@ class FakeBitcoind:
         return self
 
     async def down(self) -> None:
+        """Like bitcoind dying: parked long polls lose their connection, new ones are refused."""
         assert self._runner is not None
+        self._closing.set()
         await self._runner.cleanup()
         self._runner = None
 
@@ -65,6 +69,7 @@ class FakeBitcoind:
         await self.start(self.port)
 
     async def stop(self) -> None:
+        self._closing.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -104,7 +109,15 @@ class FakeBitcoind:
                 return self._recorded("error_getblocktemplate_without_segwit.json", rid)
             lp = opts.get("longpollid")
             if lp is not None and lp == self.template["longpollid"]:
-                await self._changed.wait()
+                changed = asyncio.ensure_future(self._changed.wait())
+                closing = asyncio.ensure_future(self._closing.wait())
+                await asyncio.wait({changed, closing}, return_when=asyncio.FIRST_COMPLETED)
+                changed.cancel()
+                closing.cancel()
+                if self._closing.is_set():
+                    assert request.transport is not None
+                    request.transport.close()  # connection dropped mid-request
+                    return web.Response(status=500)
             return self._reply({"result": self.template, "error": None}, 200, rid)
         if method == "submitblock":
             self.submitted.append(params[0])
