@@ -596,3 +596,16 @@ def test_a_rehashed_forgery_is_caught_at_the_first_changed_entry_and_tail_needs_
     assert verify_chain(entries, parse_anchor(f"{anchor[0]}:{anchor[1]}")).ok
     with pytest.raises(RegisterError, match="anchor"):
         parse_anchor("nonsense")
+
+
+@settings(max_examples=200)
+@given(licenses(), st.lists(aware, min_size=1, max_size=10))
+def test_uncredited_periods_are_the_exact_complement(lics, times):
+    from poolserver.register.licensing import EPOCH, uncredited_periods
+
+    credited = credited_intervals(lics)
+    gaps = uncredited_periods(credited)
+    assert gaps[0][0] == EPOCH and gaps[-1][1] is None
+    for t in times:
+        in_gap = any(s <= t and (e is None or t < e) for s, e in gaps)
+        assert in_gap != is_credited(credited, t)
