@@ -11,7 +11,11 @@ the fallback used when the extension is not built. Keep the two APIs identical:
   nbits, nonce, share_target, network_target, version_bits=0, version_mask=0)
   -> (hash, meets_share_target, meets_network_target)``
 - ``check_shares(items) -> list[(hash, meets_share_target, meets_network_target)]`` where each
-  item is the tuple of ``check_share``'s positional arguments (12 or 14 of them).
+  item is the tuple of ``check_share``'s positional arguments (12 or 14 of them); an argument
+  error names the item: ``"items[3]: nonce must be int, not str"``.
+
+Bad arguments raise TypeError (wrong type) or ValueError (wrong length, out of range) naming the
+argument; the C core raises the same types with the same messages.
 
 Byte orders: ``prevhash`` and ``merkle_root`` are the 32 header bytes (internal order); the
 returned hash is internal order (display = ``h[::-1].hex()``); targets are 32 bytes
@@ -79,7 +83,9 @@ def merkle_root(coinbase: bytes, branch: Sequence[bytes]) -> bytes:
     return _fold(sha256d(coinbase), _branch_arg(branch))
 
 
-def _header(version: int, prevhash: bytes, root: bytes, ntime: int, nbits: int, nonce: int) -> bytes:
+def _header(
+    version: int, prevhash: bytes, root: bytes, ntime: int, nbits: int, nonce: int
+) -> bytes:
     return _pack_u32(version) + prevhash + root + _pack_header_tail(ntime, nbits, nonce)
 
 
@@ -146,5 +152,8 @@ def check_shares(items: Sequence[Sequence[object]]) -> list[tuple[bytes, bool, b
     for i, item in enumerate(items):
         if not isinstance(item, tuple | list) or len(item) not in (12, 14):
             raise TypeError(f"items[{i}] must be a tuple of 12 or 14 check_share arguments")
-        out.append(check_share(*item))  # type: ignore[arg-type]
+        try:
+            out.append(check_share(*item))  # type: ignore[arg-type]
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"items[{i}]: {exc}") from None
     return out
