@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from poolserver.config import Config, ConfigError
 from poolserver.node import RpcError, RpcMethodNotFound
 from stratum.address import address_to_script
 from stratum.coinbase import add_witness_reserved_value, bip34_height_push, build_coinbase
@@ -78,6 +79,39 @@ def bits_for_shares(shares_per_block: float, share_difficulty: float) -> int:
         raise EmbeddedChainError("shares_per_block and share difficulty must be positive")
     target = min(int(DIFF1 / (shares_per_block * share_difficulty)), POW_LIMIT)
     return target_to_bits(max(target, 1))
+
+
+def embedded_bits(config: Config) -> int:
+    """``[chain].bits``, or derived: a block takes ``shares_per_block`` shares at the lowest
+    listener ``start_difficulty``."""
+    if config.chain.bits:
+        try:
+            bits = int(config.chain.bits, 16)
+            bits_to_target(bits)
+        except ValueError:
+            raise ConfigError(f"chain.bits: {config.chain.bits!r} is not hex nBits") from None
+        return bits
+    lowest = min((lst.start_difficulty for lst in config.stratum.listeners), default=1.0)
+    try:
+        return bits_for_shares(config.chain.shares_per_block, lowest)
+    except EmbeddedChainError as exc:
+        raise ConfigError(f"chain.shares_per_block: {exc}") from None
+
+
+def from_config(config: Config) -> EmbeddedChain:
+    """The embedded chain for ``poolserver run`` without nodes; says so in the log."""
+    path = config.data_path / "embedded-chain.jsonl" if config.chain.persist else None
+    try:
+        chain = EmbeddedChain(
+            config.chain.network,
+            bits=embedded_bits(config),
+            mempool_tx_count=config.chain.mempool_tx_count,
+            state_path=path,
+        )
+    except EmbeddedChainError as exc:
+        raise ConfigError(f"chain: {exc}") from None
+    log.warning(chain.describe())
+    return chain
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,11 +31,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from poolserver.config import Config, ConfigError
-from poolserver.embedded_chain import EmbeddedChain, EmbeddedChainError, bits_for_shares
+from poolserver.embedded_chain import EmbeddedChain
+from poolserver.embedded_chain import from_config as embedded_from_config
 from poolserver.node import (
     NodeClient,
     NodeGroup,
@@ -308,31 +308,10 @@ def builder_from_config(config: Config) -> JobBuilder:
         raise ConfigError(f"pool.tag / stratum extranonce sizes: {exc}") from None
 
 
-def embedded_bits(config: Config) -> int:
-    if config.chain.bits:
-        try:
-            return int(config.chain.bits, 16)
-        except ValueError:
-            raise ConfigError(f"chain.bits: {config.chain.bits!r} is not hex nBits") from None
-    lowest = min((lst.start_difficulty for lst in config.stratum.listeners), default=1.0)
-    return bits_for_shares(config.chain.shares_per_block, lowest)
-
-
 def rpc_from_config(config: Config) -> Rpc:
     """A ``NodeGroup`` of the configured nodes, or the embedded chain when none is set."""
     if not config.node.nodes:
-        path = Path(config.pool.data_dir) / "embedded-chain.jsonl" if config.chain.persist else None
-        try:
-            chain = EmbeddedChain(
-                config.chain.network,
-                bits=embedded_bits(config),
-                mempool_tx_count=config.chain.mempool_tx_count,
-                state_path=path,
-            )
-        except EmbeddedChainError as exc:
-            raise ConfigError(f"chain: {exc}") from None
-        log.warning(chain.describe())
-        return chain
+        return embedded_from_config(config)
     clients = [
         NodeClient(
             n.url,
