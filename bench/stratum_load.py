@@ -110,7 +110,18 @@ async def _serve(kind: str, port: int, difficulty: float) -> None:
             )
             took = server.new_job(nj)
             print(f"JOB {nj.job_id} {took:.6f}", flush=True)
+        elif cmd == "profile":
+            import cProfile
+
+            prof = cProfile.Profile()
+            prof.enable()
+            print("PROFILING", flush=True)
         elif cmd == "stats":
+            if "prof" in locals():
+                import pstats
+
+                prof.disable()
+                pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(25)
             s = server.stats
             print(f"STATS batches={s.check_batches} checked={s.checked_shares}", flush=True)
 
@@ -287,6 +298,8 @@ async def throughput(
             for _ in range(inflight):
                 m.submit()
         await asyncio.sleep(1.0)  # warm-up
+        if os.environ.get("BENCH_PROFILE") and kind != "baseline":
+            srv.ask("profile")
         c0, t0 = gen.count, time.perf_counter()
         gen.latencies.clear()
         await asyncio.sleep(seconds)
@@ -322,7 +335,7 @@ def _grind_all(miners: list[Miner], inflight: int, seconds: float) -> dict:
             en2b = en2.to_bytes(8, "big")
             nonce = 0
             while True:
-                ((h, ok, _),) = hashcore.check_shares(
+                ((_h, ok, _),) = hashcore.check_shares(
                     [
                         (
                             job.coinb1,

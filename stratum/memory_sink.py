@@ -24,6 +24,14 @@ class MemoryShareSink:
             del self.shares[: len(self.shares) - self._maxlen]
         self._event.set()
 
+    async def put_many(self, shares: list[AcceptedShare]) -> None:
+        """Batch form used by the server for all shares checked in one loop tick."""
+        self.shares.extend(shares)
+        self.total += len(shares)
+        if self._maxlen is not None and len(self.shares) > self._maxlen:
+            del self.shares[: len(self.shares) - self._maxlen]
+        self._event.set()
+
     async def wait_for(self, count: int, timeout: float = 5.0) -> list[AcceptedShare]:
         """Wait until at least ``count`` shares were put (tests)."""
         async with asyncio.timeout(timeout):

@@ -118,6 +118,8 @@ class StratumServer:
         self._seen: dict[str, set[bytes]] = {}
         self._share_targets: dict[float, bytes] = {}
         self._pending: list[_Pending] = []
+        self._dirty: list[Session] = []
+        self._write_scheduled = False
         self._flush_scheduled = False
         self._inflight = 0
         self._drained = asyncio.Event()
@@ -295,6 +297,9 @@ class StratumServer:
             elif len(jobs) >= 8:
                 del jobs[next(iter(jobs))]
             jobs[job_id] = s.difficulty
+            if s._out is not None:  # keep order behind replies queued this tick
+                s._out.append(line)
+                continue
             transport = s.transport
             if transport is None:
                 continue
@@ -341,6 +346,20 @@ class StratumServer:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
+
+    def mark_dirty(self, session: Session) -> None:
+        self._dirty.append(session)
+        if not self._write_scheduled:
+            self._write_scheduled = True
+            asyncio.get_running_loop().call_soon(self._write_all)
+
+    def _write_all(self) -> None:
+        self._write_scheduled = False
+        dirty = self._dirty
+        self._dirty = []
+        now = time.monotonic()
+        for session in dirty:
+            session.flush(now)
 
     def rejected(self, session: Session, req_id: Any, reason: Reject, difficulty: float) -> None:
         self.stats.share(reason.label, difficulty)

@@ -82,6 +82,7 @@ def _number(value: object) -> float | None:
 class Session(asyncio.Protocol):
     __slots__ = (
         "_lines",
+        "_out",
         "_paused",
         "_queue",
         "closed",
@@ -115,6 +116,7 @@ class Session(asyncio.Protocol):
         self.peer = ""
         self._lines = protocol.LineBuffer(server.settings.max_line_bytes)
         self._queue: deque[bytes] | None = None
+        self._out: list[bytes] | None = None
         self._paused = False
         self.closed = False
         self.subscribed = False
@@ -181,18 +183,37 @@ class Session(asyncio.Protocol):
     # ---- output ----------------------------------------------------------------------------
 
     def send(self, data: bytes) -> None:
-        transport = self.transport
-        if self.closed or transport is None:
+        """Queue ``data``; everything queued during one loop tick goes out in one write."""
+        if self.closed:
             return
-        transport.write(data)
-        self.last_send = time.monotonic()
+        out = self._out
+        if out is None:
+            self._out = [data]
+            self.server.mark_dirty(self)
+        else:
+            out.append(data)
+
+    def flush(self, now: float) -> None:
+        """Write the queued replies (called once per loop tick by the server)."""
+        out = self._out
+        self._out = None
+        transport = self.transport
+        if out is None or self.closed or transport is None:
+            return
+        transport.write(out[0] if len(out) == 1 else b"".join(out))
+        self.last_send = now
         if transport.get_write_buffer_size() > self.server.settings.max_write_buffer_bytes:
             self.close("slow_reader", abort=True)
 
     def close(self, reason: str, *, abort: bool = False) -> None:
         if self.closed:
             return
+        if not abort and self._out is not None:
+            self.flush(time.monotonic())  # the last replies (e.g. an error) go out first
+            if self.closed:
+                return
         self.closed = True
+        self._out = None
         if self.transport is not None:
             if abort:
                 self.transport.abort()
