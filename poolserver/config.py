@@ -121,6 +121,9 @@ class ChainConfig:
     mempool_tx_count: int = 3
     # Keep the embedded chain's blocks in <data_dir>/embedded-chain.jsonl across restarts.
     persist: bool = True
+    # Embedded chain only: the rest of the network finds a block every this many seconds on
+    # average (0 = never; only the pool's miners advance the chain).
+    network_block_interval_s: float = 0.0
 
 
 @dataclass

@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 import os
+import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -444,6 +445,19 @@ class EmbeddedChain:
         block = self._accept(raw, trusted=True)
         assert isinstance(block, ChainBlock)
         return block
+
+    async def run_other_miners(self, interval_s: float, payout_script: bytes) -> None:
+        """The rest of the network: a block by someone else every ``interval_s`` seconds on
+        average (exponential gaps), so miners see clean jobs and stale shares as on a real
+        chain. Runs until cancelled; ``interval_s <= 0`` returns at once."""
+        if interval_s <= 0:
+            return
+        rng = random.Random(0x51A)
+        while True:
+            await asyncio.sleep(rng.expovariate(1 / interval_s))
+            block = self.mine_block(payout_script)
+            log.info("embedded chain: the network found block %d %s", block.height,
+                     _display(block.hash))  # fmt: skip
 
     # ---- submitblock -------------------------------------------------------------------
     def submitblock(self, block_hex: str, _dummy: Any = None) -> str | None:

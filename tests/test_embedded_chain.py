@@ -267,3 +267,17 @@ def test_state_survives_restart(tmp_path):
     with path.open("a") as fh:
         fh.write('{"block": "00')  # torn last line after a crash
     assert _chain(state_path=path).height == 3
+
+
+async def test_other_miners_advance_the_chain():
+    chain = _chain()
+    task = asyncio.create_task(chain.run_other_miners(0.005, SCRIPT))
+    try:
+        async with asyncio.timeout(5):
+            while chain.height < 3:
+                await asyncio.sleep(0.005)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert all(chain.blocks[h].self_mined for h in chain.main[1:])
+    await chain.run_other_miners(0, SCRIPT)  # disabled: returns at once
