@@ -133,3 +133,28 @@ def test_nbits_target_conversions():
         assert target_to_bits(bits_to_target(bits)) == bits
     with pytest.raises(ValueError, match="sign bit"):
         bits_to_target(0x1D80FFFF)
+
+
+@given(
+    height=st.integers(min_value=0, max_value=2**31 - 1),
+    tag=st.binary(max_size=100),
+    en1=st.integers(min_value=1, max_value=16),
+    en2=st.integers(min_value=2, max_value=16),
+    value=st.integers(min_value=0, max_value=21_000_000 * 10**8),
+)
+def test_coinbase_split_invariants(height, tag, en1, en2, value):
+    """Any accepted layout reassembles into a coinbase that parses, starts with the BIP34 push,
+    keeps the extranonce slot exactly where coinb1/coinb2 say, and pays the value; any refused
+    one really exceeds the 100-byte scriptSig limit."""
+    push = bip34_height_push(height)
+    try:
+        parts = build_coinbase(height, [(value, b"\x51")], tag=tag, extranonce_size=en1 + en2)
+    except CoinbaseError:
+        assert len(push) + en1 + en2 + len(tag) > 100
+        return
+    slot = bytes(range(1, en1 + en2 + 1))
+    tx = parse_tx(parts.coinb1 + slot + parts.coinb2)
+    script = tx.inputs[0].script_sig
+    assert 2 <= len(script) <= 100 and script == push + slot + tag
+    assert decode_bip34_height(script) == height
+    assert [o.value for o in tx.outputs] == [value]
