@@ -221,6 +221,10 @@ class TemplateFeed:
         except (NodeUnavailable, RpcError, TemplateError, JobError) as exc:
             self._mark_down(exc)
             return False
+        except Exception as exc:  # a bug must not stop the feed: keep the last job, retry
+            log.exception("unexpected error while fetching a template")
+            self._mark_down(exc)
+            return False
 
     async def _refresh_loop(self) -> None:
         while True:
