@@ -399,3 +399,12 @@ def test_shares_of_every_shape_in_one_batch(core: ModuleType) -> None:
             )
         )
     assert core.check_shares(items) == [python_impl.check_share(*it) for it in items]
+
+
+def test_selfcheck_names_the_kernel_and_passes() -> None:
+    from poolserver.commands.selfcheck import selfcheck
+
+    ok, line = selfcheck()
+    assert ok, line
+    assert line.startswith(f"hash core: {hashcore.backend()} ")
+    assert "genesis block hash" in line and "slush share OK" in line
