@@ -372,12 +372,15 @@ class Session(asyncio.Protocol):
             decision = None
         if self.closed:
             return
-        if decision is None or not decision.allowed:
-            reason = decision.reason if decision is not None else "authorization unavailable"
-            reason = reason or "not allowed"
-            self.server.auth_failed(self, account, reason)
+        if decision is None:
+            # The policy itself failed (e.g. register database down): not the miner's fault,
+            # so no back-off; cgminer/cpuminer retry the authorize.
+            self.send(protocol.error_reply(req_id, 24, "Authorization temporarily unavailable"))
+        elif not decision.allowed:
+            reason = decision.reason or "not allowed"
             self.send(protocol.error_reply(req_id, 24, f"Unauthorized worker: {reason}"))
             self.show_message(f"qazpool: {account} refused: {reason}")
+            self.server.auth_failed(self, account, reason)  # may ban: the reply goes out first
         else:
             first = not self.workers
             self.workers[name] = (account, worker)

@@ -195,6 +195,22 @@ async def test_auth_refusal_reason_and_backoff():
     await server.shutdown()
 
 
+async def test_policy_failure_is_not_counted_as_auth_failure():
+    class Broken:
+        async def authorize(self, account, worker, peer):
+            raise RuntimeError("register database down")
+
+    server, port, _, _ = await start_server(policy=Broken(), auth_failures_allowed=1)
+    c = await StratumClient.connect("127.0.0.1", port)
+    await c.request("mining.subscribe", [])
+    for i in range(4):
+        r = await c.request("mining.authorize", [f"acc.w{i}", "x"])
+        assert r["error"] == [24, "Authorization temporarily unavailable", None]
+    assert not c.closed and server.stats.bans_total == 0
+    await c.close()
+    await server.shutdown()
+
+
 async def test_pipelined_submit_after_authorize_waits_for_the_policy():
     class Slow:
         async def authorize(self, account, worker, peer):
