@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from poolserver.storage.engine import create_engine
 from poolserver.storage.models import Share
+from poolserver.storage.spool import Spool
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -151,7 +152,11 @@ def test_postgres_down_30s_under_load(pg_server, pg_template, tmp_path):
         await asyncio.sleep(5)  # reconnect + replay while the load continues
         stop.set()
         await task
-        await asyncio.sleep(1.0)
+        spool = Spool(tmp_path / "spool")
+        deadline = time.monotonic() + 180
+        while spool.has_data() and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+        assert not spool.has_data(), "the spool was not replayed within 180 s"
         proc.terminate()
         proc.wait()
         return acked, during, await stored_numbers(url)
