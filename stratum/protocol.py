@@ -122,6 +122,21 @@ def true_reply(req_id: Any) -> bytes:
     return b'{"id":' + _dumps(req_id) + _TRUE_TAIL
 
 
+def _splice_id(req_id: Any, tail: bytes) -> bytes:
+    if type(req_id) is int:
+        return b'{"id":' + str(req_id).encode() + tail
+    return b'{"id":' + _dumps(req_id) + tail
+
+
+def error_tail(code: int, message: str) -> bytes:
+    """The bytes after the id of an error reply, encoded once per reject reason."""
+    return b',"result":null,"error":' + _dumps([code, message, None]) + b"}\n"
+
+
+def error_reply_cached(req_id: Any, tail: bytes) -> bytes:
+    return _splice_id(req_id, tail)
+
+
 def set_difficulty(difficulty: float | int) -> bytes:
     value = int(difficulty) if float(difficulty).is_integer() else difficulty
     return notification("mining.set_difficulty", [value])

@@ -47,6 +47,8 @@ _INVALID = frozenset(
     r for r in Reject if r not in (Reject.STALE, Reject.LOW_DIFFICULTY, Reject.NOT_RECORDED)
 )
 
+_REJECT_TAILS = {r: protocol.error_tail(r.code, r.message) for r in Reject}
+
 
 class AllowAllPolicy:
     """Default account policy: every well-formed ``account.worker`` is allowed."""
@@ -363,7 +365,7 @@ class StratumServer:
 
     def rejected(self, session: Session, req_id: Any, reason: Reject, difficulty: float) -> None:
         self.stats.share(reason.label, difficulty)
-        session.send(protocol.error_reply(req_id, reason.code, reason.message))
+        session.send(protocol.error_reply_cached(req_id, _REJECT_TAILS[reason]))
         self._count_submit(session, reason)
 
     def _count_submit(self, session: Session, reason: Reject | None) -> None:
