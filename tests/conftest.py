@@ -33,3 +33,14 @@ def stratum_vectors() -> dict[str, dict[str, Any]]:
 @pytest.fixture
 def fixture() -> Any:
     return load_fixture
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`slow` tests (load, kill) stay out of the default run, as the marker says; `-m slow`
+    (or any -m expression naming slow) runs them."""
+    if "slow" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: run with -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
