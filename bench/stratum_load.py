@@ -217,6 +217,12 @@ class LoadGen:
         return b"%08x" % (miner.en2 * 2654435761 & 0xFFFFFFFF)
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (load-independent cost measure)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -300,10 +306,10 @@ async def throughput(
         await asyncio.sleep(1.0)  # warm-up
         if os.environ.get("BENCH_PROFILE") and kind != "baseline":
             srv.ask("profile")
-        c0, t0 = gen.count, time.perf_counter()
+        c0, t0, cpu0 = gen.count, time.perf_counter(), _cpu_s(srv.proc.pid)
         gen.latencies.clear()
         await asyncio.sleep(seconds)
-        c1, t1 = gen.count, time.perf_counter()
+        c1, t1, cpu1 = gen.count, time.perf_counter(), _cpu_s(srv.proc.pid)
         gen.running = False
         await asyncio.sleep(0.5)
         stats = srv.ask("stats") if kind != "baseline" else ""
@@ -313,6 +319,7 @@ async def throughput(
             "p50_ms": _pct(gen.latencies, 50) * 1000,
             "p99_ms": _pct(gen.latencies, 99) * 1000,
             "accepted": gen.accepted,
+            "cpu_us": (cpu1 - cpu0) / max(1, c1 - c0) * 1e6,
             "stats": stats,  # type: ignore[dict-item]
         }
     finally:
@@ -328,7 +335,7 @@ def _grind_all(miners: list[Miner], inflight: int, seconds: float) -> dict:
     job = hard(fixture_job())
     share_t = hashcore.target_bytes(target_from_difficulty(1e-9))
     net_t = hashcore.target_bytes(DIFF1)
-    per_miner = int(30000 * (seconds + 3) / len(miners)) + inflight * 4
+    per_miner = int(60000 * (seconds + 3) / len(miners)) + inflight * 4
     out: dict[tuple[bytes, int], bytes] = {}
     for m in miners:
         for en2 in range(1, per_miner + 1):
@@ -406,13 +413,13 @@ async def main(args: argparse.Namespace) -> None:
     base = await throughput("baseline", args.conns, args.inflight, args.seconds)
     print(
         f"baseline line server : {base['rate']:9.0f} replies/s  p50 {base['p50_ms']:.2f} ms"
-        f"  p99 {base['p99_ms']:.2f} ms"
+        f"  p99 {base['p99_ms']:.2f} ms  server CPU {base['cpu_us']:.1f} us/request"
     )
     pool = await throughput("pool", args.conns, args.inflight, args.seconds)
     print(
         f"pool, random nonces  : {pool['rate']:9.0f} checks/s   p50 {pool['p50_ms']:.2f} ms"
         f"  p99 {pool['p99_ms']:.2f} ms  ratio to baseline {pool['rate'] / base['rate']:.2f}"
-        f"  ({pool['stats']})"
+        f"  server CPU {pool['cpu_us']:.1f} us/check  ({pool['stats']})"
     )
     if not args.skip_accept:
         acc = await throughput("pool", args.conns, args.inflight, args.seconds, grind=True)
@@ -420,6 +427,7 @@ async def main(args: argparse.Namespace) -> None:
             f"pool, ground shares  : {acc['rate']:9.0f} accepts/s  p50 {acc['p50_ms']:.2f} ms"
             f"  p99 {acc['p99_ms']:.2f} ms  ratio to baseline "
             f"{acc['rate'] / base['rate']:.2f}  accepted={acc['accepted']}"
+            f"  server CPU {acc['cpu_us']:.1f} us/share"
         )
     if not args.skip_hold:
         h = await hold(args.hold)
