@@ -335,7 +335,7 @@ def _grind_all(miners: list[Miner], inflight: int, seconds: float) -> dict:
     job = hard(fixture_job())
     share_t = hashcore.target_bytes(target_from_difficulty(1e-9))
     net_t = hashcore.target_bytes(DIFF1)
-    per_miner = int(60000 * (seconds + 3) / len(miners)) + inflight * 4
+    per_miner = int(120_000 * (seconds + 3) / len(miners)) + inflight * 4
     out: dict[tuple[bytes, int], bytes] = {}
     for m in miners:
         for en2 in range(1, per_miner + 1):
