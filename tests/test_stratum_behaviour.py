@@ -358,3 +358,71 @@ def test_works_on_uvloop():
 
     with asyncio.Runner(loop_factory=new_loop) as runner:
         assert runner.run(main()).startswith("uvloop")
+
+
+async def test_difficulty_hints_password_suggest_target_and_minimum_difficulty():
+    from stratum.difficulty import DIFF1
+
+    server, port, _, _ = await start_server(start_difficulty=1.0, min_difficulty=0.001)
+    # password "d=0.5": the first set_difficulty already carries it
+    a = await StratumClient.connect("127.0.0.1", port)
+    a._subscribed(await a.request("mining.subscribe", ["cpuminer/2.5.1"]))
+    assert (await a.request("mining.authorize", ["acc.a", "x,d=0.5"]))["result"] is True
+    job = await a.wait_job()
+    assert a.difficulty == 0.5 and job.difficulty == 0.5
+    # suggest_target: difficulty = DIFF1 / target, clamped to the port
+    r = await a.request("mining.suggest_target", [f"{DIFF1 * 4:064x}"])
+    assert r["result"] is True
+    async with asyncio.timeout(5):  # set_difficulty + notify come in the same write as the reply
+        while a.last_job is None or a.last_job.difficulty != 0.25:
+            await asyncio.sleep(0.01)
+    assert a.difficulty == 0.25
+    # configure minimum-difficulty raises the floor (and the difficulty)
+    b = await StratumClient.connect("127.0.0.1", port)
+    reply = await b.request(
+        "mining.configure",
+        [["minimum-difficulty", "info"], {"minimum-difficulty.value": 2048}],
+    )
+    assert reply["result"] == {"minimum-difficulty": True, "info": False}
+    await b.cpuminer("acc.b")
+    await b.wait_job()
+    assert b.difficulty == 2048
+    for c in (a, b):
+        await c.close()
+    await server.shutdown()
+
+
+async def test_tls_listener(tmp_path):
+    import ssl
+    import subprocess
+
+    from stratum.memory_sink import MemoryShareSink
+    from stratum.server import StratumServer
+    from stratum.settings import PortSettings, ServerSettings
+    from tests.stratum_support import FIXTURE_NOW
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    port = PortSettings("127.0.0.1", 0, 1e-6, 1e-8, 1e12, ctx)
+    sink = MemoryShareSink()
+    server = StratumServer(ServerSettings(ports=(port,)), sink, clock=lambda: FIXTURE_NOW)
+    ((_, bound),) = await server.start()
+    server.new_job(hard(fixture_job()))
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", bound, ssl=client_ctx, server_hostname="localhost"
+    )
+    c = StratumClient(reader, writer)
+    c._reader_task = asyncio.get_running_loop().create_task(c._read_loop())
+    await c.cpuminer("acc.tls")
+    job = await c.wait_job()
+    assert (await c.submit(job, c.grind(job)))["result"] is True
+    await sink.wait_for(1)
+    await c.close()
+    await server.shutdown()
