@@ -35,6 +35,8 @@ _WORKER_RE = re.compile(r"[A-Za-z0-9_\-.]{0,64}")
 _PASSWORD_DIFF_RE = re.compile(r"(?:^|[,;\s])d=([0-9]+(?:\.[0-9]+)?)")
 MAX_JOBS_PER_SESSION = 8
 MAX_WORKERS_PER_SESSION = 64
+# Lines buffered while an authorize is pending; more means a flood, not a miner.
+MAX_QUEUED_LINES = 1000
 # cgminer-family agents log client.show_message; others may not know the method (spec §2.2).
 _SHOW_MESSAGE_AGENTS = ("cgminer", "bmminer", "bfgminer", "sgminer", "braiins", "bosminer")
 
@@ -166,6 +168,9 @@ class Session(asyncio.Protocol):
         if self._paused:
             assert self._queue is not None
             self._queue.extend(lines)
+            if len(self._queue) > MAX_QUEUED_LINES:
+                self.server.stats.protocol_errors["flood"] += 1
+                self.close("flood")
             return
         for i, line in enumerate(lines):
             self._handle_line(line)
@@ -359,7 +364,7 @@ class Session(asyncio.Protocol):
             return
         hint = password_difficulty(params[1] if len(params) > 1 else None)
         self._paused = True
-        asyncio.get_running_loop().create_task(self._finish_authorize(req.id, name, parsed, hint))
+        self.server.spawn(self._finish_authorize(req.id, name, parsed, hint))
 
     async def _finish_authorize(
         self, req_id: Any, name: str, parsed: tuple[str, str], hint: float | None

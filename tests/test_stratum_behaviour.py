@@ -426,3 +426,18 @@ async def test_tls_listener(tmp_path):
     await sink.wait_for(1)
     await c.close()
     await server.shutdown()
+
+
+async def test_flood_while_authorize_pending_is_dropped():
+    class Slow:
+        async def authorize(self, account, worker, peer):
+            await asyncio.sleep(1)
+            return Decision(True)
+
+    server, port, _, _ = await start_server(policy=Slow())
+    c = await StratumClient.connect("127.0.0.1", port)
+    ping = b'{"id":7,"method":"mining.ping","params":[]}\n'
+    c.send_lines(b'{"id":1,"method":"mining.authorize","params":["acc.f","x"]}\n' + ping * 1100)
+    await c.wait_closed()
+    assert server.stats.disconnects["flood"] == 1
+    await server.shutdown()
