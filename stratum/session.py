@@ -180,6 +180,9 @@ class Session(asyncio.Protocol):
                 if self._queue is None:
                     self._queue = deque()
                 self._queue.extend(lines[i + 1 :])
+                if len(self._queue) > MAX_QUEUED_LINES:
+                    self.server.stats.protocol_errors["flood"] += 1
+                    self.close("flood")
                 return
 
     def eof_received(self) -> bool | None:
