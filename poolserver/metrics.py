@@ -93,10 +93,17 @@ def _labelled(name: str, doc: str, label: str, counts: dict[str, Any]) -> Metric
     return c
 
 
-def start_metrics(host: str, port: int, stats: StratumStats) -> tuple[Any, CollectorRegistry]:
-    """Serve /metrics on host:port in a daemon thread; returns (http server, registry)."""
+def start_metrics(
+    host: str,
+    port: int,
+    stats: StratumStats,
+    extra: Callable[[], dict[str, float]] | None = None,
+) -> tuple[Any, CollectorRegistry]:
+    """Serve /metrics on host:port in a daemon thread; returns (http server, registry).
+
+    ``extra`` returns more gauges by name (node up, found blocks) from other components."""
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(StratumCollector(stats))
+    registry.register(StratumCollector(stats, extra))
     result = start_http_server(port, addr=host, registry=registry)
     server = result[0] if isinstance(result, tuple) else result
     bound = server.server_address if server is not None else (host, port)

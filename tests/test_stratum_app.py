@@ -60,6 +60,9 @@ async def test_pool_end_to_end_share_and_block(tmp_path):
         assert found.hash[::-1].hex() in found_log  # persisted (fsync'd) before the submit
         # the share is durable in the journal (acked after commit)
         assert app.storage.journal.stats.committed + app.storage.journal.stats.spooled >= 1
+        async with asyncio.timeout(5):  # the node's verdict is recorded in the background
+            while app.block_sink.stats.accepted < 1:
+                await asyncio.sleep(0.01)
         # metrics endpoint shows it
         mhost, mport = app.metrics_address
         body = await asyncio.to_thread(
@@ -68,6 +71,7 @@ async def test_pool_end_to_end_share_and_block(tmp_path):
         text = body.decode()
         assert 'qazpool_stratum_shares_total{result="accepted"} 1.0' in text
         assert "qazpool_stratum_blocks_found_total 1.0" in text
+        assert "qazpool_node_up 1.0" in text and "qazpool_blocks_accepted 1.0" in text
         # a new block on the node reaches the miner as a clean job
         fake.new_block()
         job2 = job
