@@ -34,7 +34,7 @@ from stratum.interfaces import (
     ShareSink,
 )
 from stratum.jobs import notify_params
-from stratum.session import Session
+from stratum.session import MAX_JOBS_PER_SESSION, Session
 from stratum.settings import ServerSettings
 from stratum.stats import StratumStats
 from stratum.validate import Reject, Submission, judge
@@ -286,6 +286,10 @@ class StratumServer:
             self._network_targets.pop(old, None)
             self._seen.pop(old, None)
         self._seen[job.job_id] = set()
+        # Duplicate sets are needed only for jobs a session can still submit on: the last
+        # MAX_JOBS_PER_SESSION (older ones are "job not found" before hashing).
+        while len(self._seen) > MAX_JOBS_PER_SESSION:
+            del self._seen[next(iter(self._seen))]
         self._network_targets[job.job_id] = hashcore.target_bytes(job.network_target)
         params = notify_params(job)
         params[8] = clean
@@ -302,7 +306,7 @@ class StratumServer:
             jobs = s.jobs
             if clean:
                 jobs.clear()
-            elif len(jobs) >= 8:
+            elif len(jobs) >= MAX_JOBS_PER_SESSION:
                 del jobs[next(iter(jobs))]
             jobs[job_id] = s.difficulty
             if s._out is not None:  # keep order behind replies queued this tick
@@ -328,7 +332,7 @@ class StratumServer:
         old = jobs.get(job.job_id)
         if clean:
             jobs.clear()
-        elif old is None and len(jobs) >= 8:
+        elif old is None and len(jobs) >= MAX_JOBS_PER_SESSION:
             del jobs[next(iter(jobs))]
         # Difficulty belongs to the job: if this job was already sent at another difficulty,
         # shares the miner found on the earlier copy are judged at the lower of the two.

@@ -441,3 +441,23 @@ async def test_flood_while_authorize_pending_is_dropped():
     await c.wait_closed()
     assert server.stats.disconnects["flood"] == 1
     await server.shutdown()
+
+
+async def test_only_recent_jobs_are_kept_for_duplicates_and_sessions():
+    from stratum.session import MAX_JOBS_PER_SESSION
+
+    server, port, _, _ = await start_server()
+    c = await _miner(port)
+    builder = fixture_builder(first_job_id=100)
+    first = c.last_job
+    for _ in range(MAX_JOBS_PER_SESSION + 3):
+        server.new_job(dataclasses.replace(hard(fixture_job(builder=builder)), clean_jobs=False))
+    await c.wait_job(newer_than=first.job_id)
+    assert len(server._seen) == MAX_JOBS_PER_SESSION
+    (session,) = server.sessions
+    assert len(session.jobs) == MAX_JOBS_PER_SESSION
+    # the first job fell out of the session's window: job not found, not a silent accept
+    r = await c.submit(first, c.grind(first, version_bits=0))
+    assert r["error"] == [21, "Job not found", None]
+    await c.close()
+    await server.shutdown()
