@@ -128,7 +128,8 @@ class StratumServer:
         self._drained.set()
         self._ip_counts: dict[str, int] = {}
         self._bans: dict[str, float] = {}  # ip -> monotonic expiry
-        self._auth_failures: dict[str, tuple[int, float]] = {}  # ip -> (count, backoff)
+        # ip -> (failures, current backoff, monotonic time of the last failure)
+        self._auth_failures: dict[str, tuple[int, float, float]] = {}
         self._servers: list[asyncio.AbstractServer] = []
         self._sweeper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -254,16 +255,17 @@ class StratumServer:
 
     def auth_failed(self, session: Session, account: str, reason: str) -> None:
         ip = session.peer
-        count, backoff = self._auth_failures.get(ip, (0, 0.0))
+        count, backoff, _ = self._auth_failures.get(ip, (0, 0.0, 0.0))
+        now = time.monotonic()
         count += 1
         s = self.settings
         log.info("authorize refused for %s from %s: %s (%d failures)", account, ip, reason, count)
         if count > s.auth_failures_allowed:
             backoff = min(s.auth_backoff_max_s, backoff * 2 if backoff else s.auth_backoff_s)
-            self._auth_failures[ip] = (count, backoff)
+            self._auth_failures[ip] = (count, backoff, now)
             self.ban(ip, backoff, "too many failed authorizations")
         else:
-            self._auth_failures[ip] = (count, backoff)
+            self._auth_failures[ip] = (count, backoff, now)
 
     def auth_ok(self, session: Session, first: bool) -> None:
         self._auth_failures.pop(session.peer, None)
@@ -570,6 +572,11 @@ class StratumServer:
             for ip in [ip for ip, until in self._bans.items() if until <= now]:
                 del self._bans[ip]
             self.stats.bans_current = len(self._bans)
+        if self._auth_failures:
+            # forget an IP's failures once it stayed quiet for the longest back-off
+            horizon = now - s.auth_backoff_max_s
+            for ip in [ip for ip, (_, _, t) in self._auth_failures.items() if t < horizon]:
+                del self._auth_failures[ip]
 
     async def _sweep_loop(self) -> None:
         while True:

@@ -192,6 +192,9 @@ async def test_auth_refusal_reason_and_backoff():
     late = await StratumClient.connect("127.0.0.1", port)
     await late.wait_closed()
     assert server.stats.connections_refused["banned"] == 1
+    # bans and failure counts expire
+    server.sweep(now=time.monotonic() + server.settings.auth_backoff_max_s + 1)
+    assert not server._bans and not server._auth_failures
     await server.shutdown()
 
 
