@@ -115,7 +115,8 @@ class StratumServer:
         self.jobs: OrderedDict[str, Job] = OrderedDict()
         self.current_job: Job | None = None
         self.current_prevhash: bytes | None = None
-        self._notify_lines: dict[str, bytes] = {}
+        self._notify_lines: dict[str, bytes] = {}  # as broadcast (clean flag of the job)
+        self._resend_lines: dict[str, bytes] = {}  # clean_jobs=false: keepalive, new difficulty
         self._network_targets: dict[str, bytes] = {}
         self._seen: dict[str, set[bytes]] = {}
         self._share_targets: dict[float, bytes] = {}
@@ -285,6 +286,7 @@ class StratumServer:
         while len(self.jobs) > MAX_JOBS:
             old, _ = self.jobs.popitem(last=False)
             self._notify_lines.pop(old, None)
+            self._resend_lines.pop(old, None)
             self._network_targets.pop(old, None)
             self._seen.pop(old, None)
         self._seen[job.job_id] = set()
@@ -297,6 +299,8 @@ class StratumServer:
         params[8] = clean
         line = protocol.notify_params_line(params)
         self._notify_lines[job.job_id] = line
+        params[8] = False
+        self._resend_lines[job.job_id] = protocol.notify_params_line(params)
         self.current_job = job
         self.current_prevhash = job.prevhash
         job_id = job.job_id
@@ -340,7 +344,10 @@ class StratumServer:
         # shares the miner found on the earlier copy are judged at the lower of the two.
         diff = session.difficulty if old is None or clean else min(old, session.difficulty)
         jobs[job.job_id] = diff
-        session.send(self._notify_lines[job.job_id])
+        # First work and a new extranonce1 restart the miner (clean); keepalives and difficulty
+        # changes do not make it drop work it is hashing on.
+        lines = self._notify_lines if clean or old is None else self._resend_lines
+        session.send(lines[job.job_id])
 
     # ---- shares ----------------------------------------------------------------------------
 

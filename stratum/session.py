@@ -404,7 +404,7 @@ class Session(asyncio.Protocol):
     def _start_work(self) -> None:
         """First work after subscribe + authorize: set_difficulty then the current job."""
         self.send(protocol.set_difficulty(self.difficulty))
-        self.server.send_current_job(self)
+        self.server.send_current_job(self, clean=True)
 
     def _change_difficulty(self, difficulty: float) -> None:
         if difficulty == self.difficulty:

@@ -123,6 +123,7 @@ async def test_idle_timeout_and_keepalive():
     await c.wait_closed(5)
     notifies = [m for m in c.notifications if m["method"] == "mining.notify"]
     assert len(notifies) > n  # the job was re-sent while the miner was quiet
+    assert notifies[0]["params"][8] is True and notifies[-1]["params"][8] is False
     assert server.stats.disconnects["idle_timeout"] == 1
     await server.shutdown()
 
@@ -344,6 +345,7 @@ async def test_vardiff_retarget_sends_difficulty_and_job():
     server.sweep(now=time.monotonic() + 120)
     await c.wait_notification("mining.notify")
     assert c.difficulty == 250 and c.last_job.difficulty == 250
+    assert c.last_job.clean is False  # the miner keeps hashing; the next job uses 250
     assert session.difficulty == 250
     await c.close()
     await server.shutdown()
