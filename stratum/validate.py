@@ -153,7 +153,9 @@ def judge(meets_share: bool, meets_network: bool, duplicate: bool) -> tuple[Reje
     """Checks 8-10 after hashing: (reject reason or None for accepted, is_block).
 
     The block check comes first: a hash that meets the network target is a block even when it is
-    below the share difficulty. A duplicate is never a (second) block.
+    below the share difficulty. A duplicate is never a (second) block. The caller keys duplicates
+    on the header hash per job, which covers extranonce1/2 (via the merkle root), ntime, nonce
+    and the rolled version, and is immune to hex case.
     """
     if meets_network and not duplicate:
         return None, True
