@@ -448,7 +448,7 @@ class StratumServer:
                 seen = seen_by_job[sub.job.job_id] = set()
             reason, is_block = judge(meets_share, meets_network, h in seen)
             if reason is not None:
-                session.inflight -= 1
+                session.share_done()
                 self._inflight -= 1
                 self.rejected(session, p.req_id, reason, sub.difficulty)
                 continue
@@ -525,7 +525,7 @@ class StratumServer:
             stats = self.stats
             for (p, share, _), outcome in zip(accepted, outcomes, strict=True):
                 session = p.session
-                session.inflight -= 1
+                session.share_done()
                 if outcome is not None:
                     stats.sink_errors += 1
                     log.error("share sink failed for %s: %r", session.peer, outcome)

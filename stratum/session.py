@@ -35,6 +35,8 @@ _WORKER_RE = re.compile(r"[A-Za-z0-9_\-.]{0,64}")
 _PASSWORD_DIFF_RE = re.compile(r"(?:^|[,;\s])d=([0-9]+(?:\.[0-9]+)?)")
 MAX_JOBS_PER_SESSION = 8
 MAX_WORKERS_PER_SESSION = 64
+# Submits of one connection waiting for hash + sink before we stop reading from it.
+MAX_INFLIGHT = 256
 # Lines buffered while an authorize is pending; more means a flood, not a miner.
 MAX_QUEUED_LINES = 1000
 # cgminer-family agents log client.show_message; others may not know the method (spec §2.2).
@@ -100,6 +102,7 @@ class Session(asyncio.Protocol):
         "last_send",
         "peer",
         "port",
+        "reading_paused",
         "server",
         "session_id",
         "submits",
@@ -139,6 +142,7 @@ class Session(asyncio.Protocol):
         self.submits = 0
         self.invalid = 0
         self.inflight = 0
+        self.reading_paused = False
 
     # ---- transport callbacks -------------------------------------------------------------
 
@@ -165,25 +169,27 @@ class Session(asyncio.Protocol):
         except ProtocolError as exc:
             self._protocol_error(None, exc)
             return
-        if self._paused:
-            assert self._queue is not None
-            self._queue.extend(lines)
-            if len(self._queue) > MAX_QUEUED_LINES:
-                self.server.stats.protocol_errors["flood"] += 1
-                self.close("flood")
+        if self._paused or self.reading_paused:
+            self._hold(lines)
             return
         for i, line in enumerate(lines):
             self._handle_line(line)
             if self.closed:
                 return
-            if self._paused:
-                if self._queue is None:
-                    self._queue = deque()
-                self._queue.extend(lines[i + 1 :])
-                if len(self._queue) > MAX_QUEUED_LINES:
-                    self.server.stats.protocol_errors["flood"] += 1
-                    self.close("flood")
+            if self._paused or self.reading_paused:
+                self._hold(lines[i + 1 :])
                 return
+
+    def _hold(self, lines: list[bytes]) -> None:
+        """Queue lines while an authorize is pending or the sink applies backpressure."""
+        if self._queue is None:
+            self._queue = deque()
+        self._queue.extend(lines)
+        # While authorizing we keep reading, so a long queue is a flood; under backpressure
+        # reading is paused and the queue holds at most one read.
+        if self._paused and len(self._queue) > MAX_QUEUED_LINES:
+            self.server.stats.protocol_errors["flood"] += 1
+            self.close("flood")
 
     def eof_received(self) -> bool | None:
         return None  # close our side too
@@ -274,8 +280,11 @@ class Session(asyncio.Protocol):
     def _resume(self) -> None:
         """Process lines queued while an async handler ran."""
         self._paused = False
+        self._drain_queue()
+
+    def _drain_queue(self) -> None:
         queue = self._queue
-        while queue and not self._paused and not self.closed:
+        while queue and not (self._paused or self.reading_paused or self.closed):
             self._handle_line(queue.popleft())
 
     # ---- methods ---------------------------------------------------------------------------
@@ -491,9 +500,23 @@ class Session(asyncio.Protocol):
         if type(result) is Submission:
             self.inflight += 1
             server.enqueue(self, req.id, result)
+            if self.inflight >= MAX_INFLIGHT and not self.reading_paused and self.transport:
+                # Backpressure: the sink is slower than this miner submits; stop reading from
+                # it until half of its shares are recorded (memory stays bounded).
+                self.reading_paused = True
+                self.transport.pause_reading()
         else:
             assert isinstance(result, Reject)
             server.rejected(self, req.id, result, self.difficulty)
+
+    def share_done(self) -> None:
+        """One of this connection's shares in flight got its reply."""
+        self.inflight -= 1
+        if self.reading_paused and self.inflight <= MAX_INFLIGHT // 2 and not self.closed:
+            self.reading_paused = False
+            if self.transport is not None:
+                self.transport.resume_reading()
+            self._drain_queue()
 
     def record_accepted(self, difficulty: float, now: float) -> None:
         """Vardiff bookkeeping for an accepted share; may change the difficulty."""

@@ -466,3 +466,31 @@ async def test_only_recent_jobs_are_kept_for_duplicates_and_sessions():
     assert r["error"] == [21, "Job not found", None]
     await c.close()
     await server.shutdown()
+
+
+async def test_slow_sink_applies_backpressure_and_loses_nothing():
+    from stratum.session import MAX_INFLIGHT
+
+    sink = _GatedSink()
+    server, port, _, _ = await start_server(sink=sink, start_difficulty=1e-8)
+    c = await _miner(port)
+    job = c.last_job
+    n = MAX_INFLIGHT + 100
+    futs, lines = [], []
+    for _ in range(n):
+        msg, fut = c.request_future(
+            "mining.submit", c.grind(job, version_bits=0).params(c.worker, job.job_id)
+        )
+        lines.append(json.dumps(msg).encode() + b"\n")
+        futs.append(fut)
+    c.send_lines(*lines)
+    await asyncio.sleep(0.3)
+    (session,) = server.sessions
+    assert session.reading_paused and session.inflight == MAX_INFLIGHT
+    assert not any(f.done() for f in futs)
+    sink.gate.set()
+    replies = await asyncio.wait_for(asyncio.gather(*futs), 10)
+    assert all(r["result"] is True for r in replies) and len(sink.shares) == n
+    assert not session.reading_paused
+    await c.close()
+    await server.shutdown()
