@@ -7,7 +7,9 @@
   one ``hashcore.check_shares`` call; accepted shares are acked only after ``sink.put`` returns,
   block candidates go to the block sink before the share is acked.
 - Protection: per-IP connection cap, subscribe/authorize timeout, idle timeout, bounded write
-  buffer (in ``Session.send``), invalid-share ban with expiry, authorization back-off.
+  buffer (``Session.flush``), backpressure from a slow sink (``Session`` stops reading), bans
+  for invalid shares per (IP, worker) with expiry, authorization back-off per (IP, account),
+  and an IP ban only for addresses refused for many accounts (NAT farms share one address).
 - Shutdown: stop listening, ``client.reconnect`` to everyone, drain in-flight shares, close.
 """
 
@@ -129,8 +131,14 @@ class StratumServer:
         self._drained.set()
         self._ip_counts: dict[str, int] = {}
         self._bans: dict[str, float] = {}  # ip -> monotonic expiry
-        # ip -> (failures, current backoff, monotonic time of the last failure)
-        self._auth_failures: dict[str, tuple[int, float, float]] = {}
+        # Farms put many miners behind one NAT address, so a broken or misconfigured miner must
+        # not take the whole address down: bans for invalid shares and the authorization
+        # back-off are per (ip, worker name) and (ip, account). Only an address that fails for
+        # more than auth_failures_allowed different accounts (a scanner) is refused outright.
+        self._name_bans: dict[tuple[str, str], tuple[float, str]] = {}  # -> (expiry, reason)
+        # (ip, account) -> (failures, current backoff, monotonic time of the last failure)
+        self._auth_failures: dict[tuple[str, str], tuple[int, float, float]] = {}
+        self._failed_accounts: dict[str, set[str]] = {}  # ip -> accounts refused recently
         self._servers: list[asyncio.AbstractServer] = []
         self._sweeper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -215,7 +223,7 @@ class StratumServer:
                 stats.connections_refused["banned"] += 1
                 return "banned"
             del self._bans[ip]
-            stats.bans_current = len(self._bans)
+            self._count_bans()
         cap = self.settings.max_connections_per_ip
         count = self._ip_counts.get(ip, 0)
         if cap and count >= cap:
@@ -246,30 +254,62 @@ class StratumServer:
         stats.disconnects[reason] += 1
 
     def ban(self, ip: str, seconds: float, reason: str) -> None:
+        """Refuse every connection from ``ip`` for ``seconds`` and close its sessions."""
         log.warning("banning %s for %.0f s: %s", ip, seconds, reason)
         self._bans[ip] = time.monotonic() + seconds
         self.stats.bans_total += 1
-        self.stats.bans_current = len(self._bans)
+        self._count_bans()
         for s in [s for s in self.sessions if s.peer == ip]:
             s.show_message(f"qazpool: connection refused for {seconds:.0f} s: {reason}")
             s.close("banned")
 
+    def ban_names(self, ip: str, names: list[str], seconds: float, reason: str) -> None:
+        """Refuse authorizing these worker names (or ``@account``) from ``ip`` for a while."""
+        until = time.monotonic() + seconds
+        for name in names:
+            self._name_bans[(ip, name)] = (until, reason)
+        self.stats.bans_total += 1
+        self._count_bans()
+        log.warning("banning %s from %s for %.0f s: %s", ", ".join(names), ip, seconds, reason)
+
+    def _count_bans(self) -> None:
+        self.stats.bans_current = len(self._bans) + len(self._name_bans)
+
+    def name_refusal(self, ip: str, name: str, account: str) -> str | None:
+        """Why ``name`` may not authorize from ``ip`` right now (a ban or back-off), or None."""
+        now = time.monotonic()
+        for key in ((ip, name), (ip, "@" + account)):
+            entry = self._name_bans.get(key)
+            if entry is not None:
+                until, reason = entry
+                if until > now:
+                    return f"{reason}; retry in {until - now:.0f} s"
+                del self._name_bans[key]
+                self._count_bans()
+        return None
+
     def auth_failed(self, session: Session, account: str, reason: str) -> None:
         ip = session.peer
-        count, backoff, _ = self._auth_failures.get(ip, (0, 0.0, 0.0))
+        key = (ip, account)
+        count, backoff, _ = self._auth_failures.get(key, (0, 0.0, 0.0))
         now = time.monotonic()
         count += 1
         s = self.settings
         log.info("authorize refused for %s from %s: %s (%d failures)", account, ip, reason, count)
+        accounts = self._failed_accounts.setdefault(ip, set())
+        accounts.add(account)
         if count > s.auth_failures_allowed:
             backoff = min(s.auth_backoff_max_s, backoff * 2 if backoff else s.auth_backoff_s)
-            self._auth_failures[ip] = (count, backoff, now)
-            self.ban(ip, backoff, "too many failed authorizations")
-        else:
-            self._auth_failures[ip] = (count, backoff, now)
+            self.ban_names(ip, ["@" + account], backoff, f"too many refused logins ({reason})")
+        self._auth_failures[key] = (count, backoff, now)
+        if len(accounts) > s.auth_failures_allowed:
+            self.ban(ip, s.auth_backoff_max_s, f"logins refused for {len(accounts)} accounts")
 
-    def auth_ok(self, session: Session, first: bool) -> None:
-        self._auth_failures.pop(session.peer, None)
+    def auth_ok(self, session: Session, account: str, first: bool) -> None:
+        self._auth_failures.pop((session.peer, account), None)
+        accounts = self._failed_accounts.get(session.peer)
+        if accounts is not None:
+            accounts.discard(account)
         if first:
             self.stats.authorized_current += 1
 
@@ -394,11 +434,10 @@ class StratumServer:
         s = self.settings
         if session.submits >= s.ban_min_submits:
             if session.invalid >= s.ban_reject_ratio * session.submits and not session.closed:
-                self.ban(
-                    session.peer,
-                    s.ban_seconds,
-                    f"{session.invalid} of {session.submits} shares invalid",
-                )
+                reason = f"{session.invalid} of {session.submits} shares invalid"
+                self.ban_names(session.peer, list(session.workers), s.ban_seconds, reason)
+                session.show_message(f"qazpool: banned for {s.ban_seconds:.0f} s: {reason}")
+                session.close("banned")
             session.submits = session.invalid = 0
 
     def _flush(self) -> None:
@@ -575,15 +614,22 @@ class StratumServer:
                 session.retarget(now)
             if now - session.last_send > s.keepalive_s:
                 self.send_current_job(session)
-        if self._bans:
+        if self._bans or self._name_bans:
             for ip in [ip for ip, until in self._bans.items() if until <= now]:
                 del self._bans[ip]
-            self.stats.bans_current = len(self._bans)
+            for key in [k for k, (until, _) in self._name_bans.items() if until <= now]:
+                del self._name_bans[key]
+            self._count_bans()
         if self._auth_failures:
             # forget an IP's failures once it stayed quiet for the longest back-off
             horizon = now - s.auth_backoff_max_s
-            for ip in [ip for ip, (_, _, t) in self._auth_failures.items() if t < horizon]:
-                del self._auth_failures[ip]
+            for key in [k for k, (_, _, t) in self._auth_failures.items() if t < horizon]:
+                del self._auth_failures[key]
+                accounts = self._failed_accounts.get(key[0])
+                if accounts is not None:
+                    accounts.discard(key[1])
+                    if not accounts:
+                        del self._failed_accounts[key[0]]
 
     async def _sweep_loop(self) -> None:
         while True:

@@ -374,6 +374,11 @@ class Session(asyncio.Protocol):
         if len(self.workers) >= MAX_WORKERS_PER_SESSION:
             self.send(protocol.error_reply(req.id, 24, "Too many workers on one connection"))
             return
+        refusal = self.server.name_refusal(self.peer, name, parsed[0])
+        if refusal is not None:
+            self.send(protocol.error_reply(req.id, 24, f"Unauthorized worker: {refusal}"))
+            self.show_message(f"qazpool: {name} refused: {refusal}")
+            return
         hint = password_difficulty(params[1] if len(params) > 1 else None)
         self._paused = True
         self.server.spawn(self._finish_authorize(req.id, name, parsed, hint))
@@ -401,7 +406,7 @@ class Session(asyncio.Protocol):
         else:
             first = not self.workers
             self.workers[name] = (account, worker)
-            self.server.auth_ok(self, first)
+            self.server.auth_ok(self, account, first)
             self.send(protocol.true_reply(req_id))
             if hint is not None and first:
                 self.difficulty = self.port.clamp(hint)

@@ -50,13 +50,15 @@ class ServerSettings:
     max_connections_per_ip: int = 2048
     # A client whose unread replies exceed this is dropped (the server's memory stays bounded).
     max_write_buffer_bytes: int = 128 * 1024
-    # Invalid-share ban: after ban_min_submits submits, a reject ratio >= ban_reject_ratio bans
-    # the IP for ban_seconds (stale and low-difficulty shares do not count as invalid).
+    # Invalid-share ban: after ban_min_submits submits, a reject ratio >= ban_reject_ratio closes
+    # the connection and refuses its worker names from that IP for ban_seconds (stale and
+    # low-difficulty shares do not count as invalid; a NAT address is not banned as a whole).
     ban_min_submits: int = 50
     ban_reject_ratio: float = 0.9
     ban_seconds: float = 600.0
-    # Authorization failures: after auth_failures_allowed failures, the IP is refused for
-    # auth_backoff_s, doubling on each further failure up to auth_backoff_max_s.
+    # Authorization failures: after auth_failures_allowed failures of one account from one IP
+    # that account is refused there for auth_backoff_s, doubling up to auth_backoff_max_s; an IP
+    # refused for more than auth_failures_allowed accounts is refused outright (a scanner).
     auth_failures_allowed: int = 5
     auth_backoff_s: float = 10.0
     auth_backoff_max_s: float = 600.0

@@ -148,21 +148,32 @@ async def test_client_that_does_not_read_is_dropped():
     await server.shutdown()
 
 
-async def test_invalid_share_ratio_bans_the_ip():
+async def test_invalid_share_ratio_bans_the_worker_not_the_farm():
     server, port, _, _ = await start_server(
         ban_min_submits=10, ban_reject_ratio=0.8, ban_seconds=30
     )
-    c = await _miner(port)
-    bad = ["acc.w1", c.last_job.job_id, "zz", "00000000", "00000000"]
+    c = await _miner(port, "acc.broken")
+    bad = ["acc.broken", c.last_job.job_id, "zz", "00000000", "00000000"]
     for _ in range(10):
         if c.closed:
             break
         c.send_lines({"id": 1, "method": "mining.submit", "params": bad})
     await c.wait_closed()
-    assert server.stats.bans_total == 1
+    assert server.stats.bans_total == 1 and server.stats.disconnects["banned"] == 1
+    # the same worker from the same address is refused at authorize, with the reason
     again = await StratumClient.connect("127.0.0.1", port)
-    await again.wait_closed()
-    assert server.stats.connections_refused["banned"] == 1
+    await again.request("mining.subscribe", [])
+    r = await again.request("mining.authorize", ["acc.broken", "x"])
+    assert r["error"][0] == 24 and "10 of 10 shares invalid" in r["error"][1]
+    # other miners behind the same (NAT) address keep working
+    other = await _miner(port, "acc.good")
+    assert other.last_job is not None
+    server.sweep(now=time.monotonic() + 31)  # the ban expires (and `again` timed out)
+    assert not server._name_bans
+    back = await _miner(port, "acc.broken")
+    assert back.last_job is not None
+    for x in (again, other, back):
+        await x.close()
     await server.shutdown()
 
 
@@ -187,15 +198,23 @@ async def test_auth_refusal_reason_and_backoff():
     show = await c.wait_notification("client.show_message", include_seen=True)
     assert "no licence" in show["params"][0]
     await c.request("mining.authorize", ["acc.w2", "x"])
-    c.send_lines({"id": 9, "method": "mining.authorize", "params": ["acc.w3", "x"]})
+    await c.request("mining.authorize", ["acc.w3", "x"])  # third failure: back-off starts
+    assert policy.calls == 3
+    r = await c.request("mining.authorize", ["acc.w4", "x"])
+    assert "retry in" in r["error"][1] and policy.calls == 3  # not even asked during back-off
+    assert not c.closed and server.stats.connections_refused["banned"] == 0
+    # a scanner: refusals for more different accounts than allowed bans the address
+    for i in range(3):
+        if c.closed:
+            break
+        c.send_lines({"id": 50 + i, "method": "mining.authorize", "params": [f"other{i}.w", "x"]})
     await c.wait_closed()
-    assert server.stats.connections_refused["banned"] == 0
     late = await StratumClient.connect("127.0.0.1", port)
     await late.wait_closed()
     assert server.stats.connections_refused["banned"] == 1
     # bans and failure counts expire
     server.sweep(now=time.monotonic() + server.settings.auth_backoff_max_s + 1)
-    assert not server._bans and not server._auth_failures
+    assert not server._bans and not server._name_bans and not server._auth_failures
     await server.shutdown()
 
 
