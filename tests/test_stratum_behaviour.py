@@ -513,3 +513,29 @@ async def test_slow_sink_applies_backpressure_and_loses_nothing():
     assert not session.reading_paused
     await c.close()
     await server.shutdown()
+
+
+async def test_each_listener_has_its_own_difficulty_bounds():
+    from stratum.memory_sink import MemoryShareSink
+    from stratum.server import StratumServer
+    from stratum.settings import PortSettings, ServerSettings
+    from tests.stratum_support import FIXTURE_NOW
+
+    asic = PortSettings("127.0.0.1", 0, start_difficulty=16384, min_difficulty=1,
+                        max_difficulty=1e9)  # fmt: skip
+    cpu = PortSettings("127.0.0.1", 0, start_difficulty=1e-6, min_difficulty=1e-8,
+                       max_difficulty=1)  # fmt: skip
+    server = StratumServer(
+        ServerSettings(ports=(asic, cpu)), MemoryShareSink(), clock=lambda: FIXTURE_NOW
+    )
+    (_, p_asic), (_, p_cpu) = await server.start()
+    server.new_job(hard(fixture_job()))
+    a, b = await _miner(p_asic, "acc.s19"), await _miner(p_cpu, "acc.cpu")
+    assert a.difficulty == 16384 and b.difficulty == 1e-6
+    b.send_lines({"id": 9, "method": "mining.suggest_difficulty", "params": [500]})
+    async with asyncio.timeout(5):
+        while b.difficulty != 1:  # clamped to the CPU port's maximum
+            await asyncio.sleep(0.01)
+    for c in (a, b):
+        await c.close()
+    await server.shutdown()
