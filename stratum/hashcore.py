@@ -10,19 +10,16 @@ See ``stratum._hashcore_py`` for the API contract that both implementations foll
 from __future__ import annotations
 
 import logging
-import os
 
 from stratum import _hashcore_py as python_impl
 
 log = logging.getLogger(__name__)
 
 try:
-    if os.environ.get("QAZPOOL_HASHCORE") == "python":
-        raise ImportError("QAZPOOL_HASHCORE=python")
     from stratum import _hashcore as _impl  # type: ignore[attr-defined]
 
     c_impl = _impl
-except ImportError as exc:  # pragma: no cover - depends on the build
+except ImportError as exc:  # the extension was not built (tests/test_hashcore_fallback.py)
     _impl = python_impl
     c_impl = None
     log.warning(
