@@ -40,6 +40,26 @@ async def test_share_reject_paths_over_tcp():
         assert unknown["error"] == [21, "Job not found", None]
         short = await c.request("mining.submit", ["acc.w1", job.job_id, "00", "00"])
         assert short["error"][0] == 20 and "params" in short["error"][1]
+        base = good.params("acc.w1", job.job_id)
+        bad_cases = {
+            2: ("00" * 7, "extranonce2"),  # wrong size
+            3: ("0x123456", "ntime"),  # not 8 hex digits
+            4: ("1234567g", "nonce"),
+        }
+        for index, (value, word) in bad_cases.items():
+            params = list(base)
+            params[index] = value
+            r = await c.request("mining.submit", params)
+            assert r["error"][0] == 20 and word in r["error"][1], r
+        for ntime in (job.ntime - 1, 0xFFFFFFF0):  # before the job / beyond now + 2 h
+            params = list(base)
+            params[3] = f"{ntime:08x}"
+            r = await c.request("mining.submit", params)
+            assert r["error"] == [20, "Ntime out of range", None]
+        r = await c.request("mining.submit", [*base[:5], "xyz"])
+        assert r["error"][0] == 20 and "version_bits" in r["error"][1]
+        r = await c.request("mining.submit", [*base[:5], "80000000"])
+        assert r["error"][0] == 20 and "version mask" in r["error"][1]
         # a new block makes the old job stale
         builder = fixture_builder(first_job_id=7)
         newer = hard(fixture_job(builder=builder))
