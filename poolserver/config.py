@@ -173,6 +173,16 @@ class PayoutsConfig:
     max_outputs_per_batch: int = 100
     # Confirmations after which a payment batch counts as confirmed.
     payment_confirmations: int = 1
+    # Payout service (block -> allocation -> ledger -> payments); see config.example.toml.
+    enabled: bool = True
+    tick_interval_s: float = 60.0
+    allocation_delay_s: float = 30.0
+    wallet: str = "auto"
+    wallet_name: str = ""
+    wallet_minconf: int = 1
+    payments_enabled: bool = True
+    payment_retry_after_s: float = 3600.0
+    retention_interval_s: float = 86400.0
 
 
 @dataclass
