@@ -5,12 +5,14 @@ difficulty ("work"), which divided by the effective window gives the miner's rat
 units per second (proportional to its hashrate, and independent of the difficulty it mines at).
 ``next_difficulty`` proposes a new difficulty, or ``None`` to keep the current one.
 
-Rules: retarget at most every ``retarget_interval_s`` (or earlier once ``retarget_shares``
-shares arrived, so a fast miner started at a low difficulty converges in seconds), only when the
-ideal difficulty is outside the ``variance`` band around the current one, never by more than
-``max_step`` down / ``max_step_up`` up per retarget, always within [floor, ceiling]. A miner that
-goes quiet is handled by the same function: its decayed rate falls and the idle sweep lowers
-its difficulty.
+Rules: retarget at most every ``retarget_interval_s``, or earlier (but not within
+``MIN_RETARGET_GAP_S``) once ``retarget_shares`` shares arrived; only when the ideal difficulty
+is outside the ``variance`` band around the current one; never down by more than ``max_step``;
+up by at most ``max_step_up`` when the estimate rests on fewer than ``retarget_shares`` shares,
+straight to the ideal when it rests on more (an ASIC started at difficulty 1 sends thousands of
+shares a second: it must reach its difficulty in one step, not after a flood); always within
+[floor, ceiling]. A miner that goes quiet is handled by the same function: its decayed rate
+falls and the idle sweep lowers its difficulty.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
+
+MIN_RETARGET_GAP_S = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +97,7 @@ def due(state: VardiffState, now: float, cfg: VardiffConfig) -> bool:
     """Whether a retarget may be evaluated now (interval elapsed, or enough shares arrived)."""
     since = now - state.last_retarget
     return since >= cfg.retarget_interval_s or (
-        state.shares_since >= cfg.retarget_shares and since >= 1.0
+        state.shares_since >= cfg.retarget_shares and since >= MIN_RETARGET_GAP_S
     )
 
 
@@ -111,7 +115,9 @@ def next_difficulty(
     ideal = rate(state, now, cfg) * cfg.target_interval_s
     if abs(ideal - current) <= cfg.variance * current:
         return None
-    proposed = clamp(ideal, current / cfg.max_step, current * cfg.max_step_up)
+    solid = state.shares_since >= cfg.retarget_shares
+    up_limit = math.inf if solid else current * cfg.max_step_up
+    proposed = clamp(ideal, current / cfg.max_step, up_limit)
     proposed = clamp(round_difficulty(max(proposed, 1e-12), floor), floor, ceiling)
     if proposed == current:
         return None
