@@ -1,0 +1,262 @@
+"""Found blocks in the database (``poolserver.blocks.FoundBlockStore``), with a JSONL fallback.
+
+``SqlFoundBlockStore`` keeps a found block in the ``found_blocks`` table: ``persist`` returns
+after the INSERT's transaction has committed (SQLite ``synchronous=FULL`` / PostgreSQL commit),
+so the block is durable before the first ``submitblock``. Each node's verdict is kept in
+``data["verdicts"]`` (node → bitcoind's answer, ``None`` = accepted), a readable summary in
+``verdict``, and the submission's outcome in ``status``:
+
+=================  ========================================================================
+BlockStatus        ``found_blocks.status``
+=================  ========================================================================
+PENDING            ``pending`` (replayed at startup)
+ACCEPTED           ``accepted``
+REJECTED           ``rejected``
+INCONCLUSIVE       ``orphaned`` with ``data["submit"] = "inconclusive"``: valid but not on the
+                   node's best chain. The payout service keeps asking the chain about it, so it
+                   is allocated and credited should it ever join the main chain.
+=================  ========================================================================
+
+``DurableFoundBlockStore`` is what the pool runs with. Decision: a found block must survive a
+crash, and the pool keeps mining while the database is down (shares go to the journal's spool),
+so a block found during an outage cannot wait for the database. It is written to the database
+when it can be; if that fails the block (and its verdicts and status) goes to the fsync'd JSONL
+file instead, is submitted all the same, and ``import_fallback`` copies it into the database
+later (at startup and on every payout-service tick). Import is idempotent (by block hash) and
+never overwrites a status the database has moved on from ``pending``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from poolserver.blocks import BlockOutcome, BlockStatus, FoundBlock, JsonlFoundBlockStore
+from poolserver.storage.models import FoundBlock as FoundBlockRow
+from poolserver.storage.repository import FoundBlocks
+
+log = logging.getLogger(__name__)
+
+DB_STATUS = {
+    BlockStatus.PENDING: "pending",
+    BlockStatus.ACCEPTED: "accepted",
+    BlockStatus.REJECTED: "rejected",
+    BlockStatus.INCONCLUSIVE: "orphaned",
+}
+
+
+def header_bits(block_hex: str) -> int:
+    """nBits of a serialized block (header bytes 72..76, little-endian)."""
+    try:
+        header = bytes.fromhex(block_hex[:160])
+    except ValueError:
+        raise ValueError("block_hex: not hex") from None
+    if len(header) < 80:
+        raise ValueError(f"block_hex: {len(header)} bytes, shorter than an 80-byte header")
+    return int.from_bytes(header[72:76], "little")
+
+
+def _summary(verdicts: Mapping[str, str | None]) -> str:
+    return ", ".join(f"{n}: {'null' if v is None else v}" for n, v in sorted(verdicts.items()))
+
+
+def _to_block(row: Any) -> FoundBlock:
+    return FoundBlock(
+        block_hash=row.block_hash,
+        height=row.height,
+        prevhash=row.prevhash,
+        job_id=row.job_id,
+        account=row.account,
+        worker=row.worker,
+        coinbase_value=row.coinbase_value,
+        found_at=row.found_at,
+        block_hex=row.block_hex,
+    )
+
+
+class SqlFoundBlockStore:
+    """``FoundBlockStore`` on the ``found_blocks`` table (SQLite or PostgreSQL)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.repo = FoundBlocks(engine)
+
+    async def persist(self, block: FoundBlock) -> None:
+        await self.repo.add(
+            block_hash=block.block_hash,
+            height=block.height,
+            prevhash=block.prevhash,
+            account=block.account,
+            worker=block.worker,
+            job_id=block.job_id,
+            block_hex=block.block_hex,
+            coinbase_value=block.coinbase_value,
+            bits=header_bits(block.block_hex),
+            found_at=block.found_at,
+            data={"verdicts": {}, "submit": BlockStatus.PENDING.value},
+        )
+
+    async def record_verdict(self, block_hash: str, node: str, verdict: str | None) -> None:
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    select(FoundBlockRow.data).where(FoundBlockRow.block_hash == block_hash)
+                )
+            ).first()
+            if row is None:
+                raise KeyError(f"found block {block_hash}: not stored")
+            data = dict(row.data or {})
+            verdicts = dict(data.get("verdicts") or {})
+            verdicts[node] = verdict
+            data["verdicts"] = verdicts
+            await conn.execute(
+                FoundBlockRow.__table__.update()
+                .where(FoundBlockRow.block_hash == block_hash)
+                .values(data=data, verdict=_summary(verdicts), updated_at=datetime.now(UTC))
+            )
+
+    async def settle(self, block_hash: str, status: BlockStatus) -> None:
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    select(FoundBlockRow.data).where(FoundBlockRow.block_hash == block_hash)
+                )
+            ).first()
+            if row is None:
+                raise KeyError(f"found block {block_hash}: not stored")
+            data = dict(row.data or {})
+            data["submit"] = status.value
+            await conn.execute(
+                FoundBlockRow.__table__.update()
+                .where(FoundBlockRow.block_hash == block_hash)
+                .values(status=DB_STATUS[status], data=data, updated_at=datetime.now(UTC))
+            )
+
+    async def pending(self) -> list[FoundBlock]:
+        return [_to_block(r) for r in await self.repo.with_status("pending")]
+
+    async def outcome(self, block_hash: str) -> BlockOutcome | None:
+        row = await self.repo.get(block_hash)
+        if row is None:
+            return None
+        data = row.data or {}
+        return BlockOutcome(
+            _to_block(row), BlockStatus(data.get("submit", "pending")), dict(data.get("verdicts")
+                                                                              or {}))
+
+    async def import_outcome(self, outcome: BlockOutcome) -> bool:
+        """Copy a block recorded elsewhere (the JSONL fallback) into the table. Returns True if
+        anything changed. Never moves a row that is no longer ``pending``."""
+        b = outcome.block
+        existing = await self.repo.get(b.block_hash)
+        changed = False
+        if existing is None:
+            await self.persist(b)
+            changed = True
+        elif existing.status != "pending":
+            return False
+        for node, verdict in sorted(outcome.verdicts.items()):
+            await self.record_verdict(b.block_hash, node, verdict)
+            changed = True
+        if outcome.status is not BlockStatus.PENDING:
+            await self.settle(b.block_hash, outcome.status)
+            changed = True
+        return changed
+
+
+class DurableFoundBlockStore:
+    """The database first, the fsync'd JSONL file when the database cannot take the write."""
+
+    def __init__(self, sql: SqlFoundBlockStore, fallback: JsonlFoundBlockStore) -> None:
+        self.sql = sql
+        self.fallback = fallback
+        self._in_fallback: set[str] = set()
+        self._import_lock = asyncio.Lock()
+
+    async def persist(self, block: FoundBlock) -> None:
+        try:
+            await self.sql.persist(block)
+            return
+        except Exception as exc:
+            log.error("found block %s: database write failed (%s); writing it to %s instead, "
+                      "it is imported when the database is back", block.block_hash, exc,
+                      self.fallback.path)  # fmt: skip
+        self._in_fallback.add(block.block_hash)
+        await self.fallback.persist(block)
+
+    async def record_verdict(self, block_hash: str, node: str, verdict: str | None) -> None:
+        if block_hash not in self._in_fallback:
+            try:
+                await self.sql.record_verdict(block_hash, node, verdict)
+                return
+            except Exception as exc:
+                log.error("found block %s: verdict not written to the database (%s); "
+                          "kept in %s", block_hash, exc, self.fallback.path)  # fmt: skip
+                await self._move_to_fallback(block_hash)
+        await self.fallback.record_verdict(block_hash, node, verdict)
+
+    async def settle(self, block_hash: str, status: BlockStatus) -> None:
+        if block_hash not in self._in_fallback:
+            try:
+                await self.sql.settle(block_hash, status)
+                return
+            except Exception as exc:
+                log.error("found block %s: status not written to the database (%s); "
+                          "kept in %s", block_hash, exc, self.fallback.path)  # fmt: skip
+                await self._move_to_fallback(block_hash)
+        await self.fallback.settle(block_hash, status)
+
+    async def _move_to_fallback(self, block_hash: str) -> None:
+        """The block is in the database but a later write failed: copy what we know of it to
+        the file so verdict and status stay together with the block there."""
+        self._in_fallback.add(block_hash)
+        known = [o for o in await asyncio.to_thread(self.fallback.read)
+                 if o.block.block_hash == block_hash]  # fmt: skip
+        if known:
+            return
+        try:
+            outcome = await self.sql.outcome(block_hash)
+        except Exception:
+            outcome = None
+        if outcome is not None:
+            await self.fallback.persist(outcome.block)
+            for node, verdict in outcome.verdicts.items():
+                await self.fallback.record_verdict(block_hash, node, verdict)
+
+    async def pending(self) -> list[FoundBlock]:
+        await self.import_fallback()
+        blocks: dict[str, FoundBlock] = {}
+        for b in await self.fallback.pending():
+            blocks[b.block_hash] = b
+        try:
+            for b in await self.sql.pending():
+                blocks.setdefault(b.block_hash, b)
+        except Exception as exc:
+            log.error("found blocks: database unreachable reading pending blocks (%s); "
+                      "using %s only", exc, self.fallback.path)  # fmt: skip
+        return list(blocks.values())
+
+    async def import_fallback(self) -> int:
+        """Copy the JSONL file's blocks into the database; returns how many rows changed."""
+        async with self._import_lock:
+            outcomes = await asyncio.to_thread(self.fallback.read)
+            changed = 0
+            for outcome in outcomes:
+                try:
+                    if await self.sql.import_outcome(outcome):
+                        changed += 1
+                        log.warning("found block %s (height %d) imported from %s",
+                                    outcome.block.block_hash, outcome.block.height,
+                                    self.fallback.path)  # fmt: skip
+                except Exception as exc:
+                    log.error("found blocks: import from %s deferred (%s)", self.fallback.path,
+                              exc)  # fmt: skip
+                    return changed
+                self._in_fallback.discard(outcome.block.block_hash)
+            return changed

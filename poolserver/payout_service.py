@@ -1,0 +1,474 @@
+"""The payout service: found block → frozen allocation → ledger → payments (the I/O edge).
+
+The money rules are pure functions in ``payouts/`` (see ``payouts/README.md``); this module reads
+their inputs from the database, the register and the chain, and stores what they return. One
+``tick()``, run every ``[payouts].tick_interval_s`` inside ``poolserver run`` (or by hand with
+``poolserver payouts run-once``), does in order:
+
+1. **Import** found blocks written to the JSONL fallback while the database was down.
+2. **Allocate** every found block the nodes took (``accepted``; also ``orphaned``, i.e. an
+   ``inconclusive`` submission, in case it joins the main chain) that has none yet and was found
+   at least ``allocation_delay_s`` ago: PPLNS window ``k × D`` with ``D`` exactly from the block
+   header's ``bits``, shares (and hourly rollups) from the journal, suspensions from the register
+   (license not active → no credit), the fee in force at ``found_at`` (the miner's own dated rate
+   from the register, else the pool's dated rate from ``fee_rates``, else ``[payouts]
+   pool_fee_bps``), finder bonus. The allocation is frozen (``Allocations.freeze``): computed
+   once, the same bytes forever.
+3. **Chain**: asks the node (``getblock``) for each allocated block's confirmations (``-1`` =
+   not in the main chain) and appends the ledger entries ``payouts.ledger.block_entries`` says
+   are missing: credit at ``maturity_confirmations``, reversal when a credited block leaves the
+   main chain. Blocks deeper than twice the maturity are no longer asked about.
+4. **Pay** (``payouts.payments.run_payments``): finish unfinished batches (reconcile by comment),
+   then plan new ones (``min_payout_sats``, ``max_outputs_per_batch``) to the payout address in
+   force now (register's dated history, addresses of the configured network only). After the
+   wallet refuses a batch, planning pauses for ``payment_retry_after_s``.
+5. **Retention**: every ``retention_interval_s`` roll raw shares older than
+   ``[storage].retention_days`` up into exact hourly sums.
+
+The whole tick runs under a lock (PostgreSQL: session advisory lock; SQLite: ``flock`` on a file
+beside the database), so only one process ever pays: comment reconciliation protects against
+crashes, not against a second concurrent sender. A tick that cannot take the lock does nothing.
+Every step is idempotent and each state change is committed before the next external action, so
+a tick may be killed anywhere and simply run again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from payouts.allocation import Allocation, allocate
+from payouts.fees import FeePolicy, FeeRate, FeeSchedule
+from payouts.ledger import ChainStatus, EntryKind, block_entries
+from payouts.payments import (
+    PaymentRejected,
+    PaymentTransport,
+    PayoutParams,
+    run_payments,
+)
+from payouts.pplns import PplnsParams, UnderfillPolicy
+from payouts.types import (
+    BlockRecord,
+    RollupRecord,
+    ShareRecord,
+    Suspensions,
+    difficulty_from_bits,
+    exact_difficulty,
+    require_miner_id,
+)
+from poolserver.config import Config, ConfigError, PayoutsConfig
+from poolserver.node import Rpc, RpcError
+from poolserver.register.history import Dated, value_at
+from poolserver.register.payouts_hook import load_suspensions
+from poolserver.register.repository import RegisterRepository
+from poolserver.storage.models import FeeRate as FeeRateRow
+from poolserver.storage.models import FoundBlock
+from poolserver.storage.register_models import Miner, MinerFeeRate, PayoutAddress
+from poolserver.storage.repository import (
+    Allocations,
+    FoundBlocks,
+    Ledger,
+    ShareHistory,
+    SqlPaymentOutbox,
+)
+from poolserver.storage.retention import RollupReport, retention_cutoff, roll_up
+
+log = logging.getLogger(__name__)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+LOCK_KEY = 0x71617A7061796F75  # "qazpayou": pg_advisory_lock key of the payout service
+ALLOCATABLE = ("accepted", "orphaned")
+RPC_INVALID_ADDRESS_OR_KEY = -5  # getblock: "Block not found"
+
+
+def pplns_params(cfg: PayoutsConfig) -> PplnsParams:
+    try:
+        k = exact_difficulty(cfg.pplns_k, "payouts.pplns_k")
+        return PplnsParams(k=k, underfill=UnderfillPolicy(cfg.underfill_policy))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc) if "payouts." in str(exc) else
+                          f"payouts.underfill_policy: {exc}") from None  # fmt: skip
+
+
+def payout_params(cfg: PayoutsConfig) -> PayoutParams:
+    try:
+        return PayoutParams(min_payout_sats=cfg.min_payout_sats,
+                            max_outputs=cfg.max_outputs_per_batch,
+                            confirmations_required=cfg.payment_confirmations)  # fmt: skip
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc).replace("payouts.max_outputs", "payouts.max_outputs_per_batch")
+                          .replace("confirmations_required", "payment_confirmations")) from None
+
+
+def eligible_weight(shares: Iterable[ShareRecord], rollups: Iterable[RollupRecord],
+                    suspensions: Suspensions) -> Fraction:  # fmt: skip
+    """Work that can count in a window (suspended shares take no room)."""
+    total = sum((s.difficulty for s in shares if not suspensions.is_suspended(s.miner_id, s.time)),
+                Fraction(0))  # fmt: skip
+    for r in rollups:
+        if suspensions.coverage(r.miner_id, r.period_start, r.period_end) != "full":
+            total += r.difficulty_sum
+    return total
+
+
+@dataclass
+class TickReport:
+    locked: bool = True
+    imported: int = 0
+    allocated: list[str] = field(default_factory=list)
+    credits: int = 0
+    reversals: int = 0
+    batches_planned: int = 0
+    payments_skipped: str = ""
+    retention: RollupReport | None = None
+    errors: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        if not self.locked:
+            return "another process holds the payout lock; nothing done"
+        parts = [f"imported {self.imported} block(s)", f"allocated {len(self.allocated)}",
+                 f"{self.credits} credit and {self.reversals} reversal entries",
+                 f"{self.batches_planned} new payment batch(es)"]  # fmt: skip
+        if self.payments_skipped:
+            parts.append(f"payments: {self.payments_skipped}")
+        if self.retention is not None:
+            parts.append(f"retention rolled up {self.retention.shares} share(s)")
+        if self.errors:
+            parts.append(f"{len(self.errors)} error(s): " + "; ".join(self.errors))
+        return ", ".join(parts)
+
+
+class _RefusalWatch:
+    """Passes calls to the transport; remembers whether the wallet refused a batch."""
+
+    def __init__(self, inner: PaymentTransport) -> None:
+        self.inner = inner
+        self.refused: str | None = None
+
+    async def send_many(self, outputs: Mapping[str, int], comment: str) -> str:
+        try:
+            return await self.inner.send_many(outputs, comment)
+        except PaymentRejected as exc:
+            self.refused = str(exc)
+            raise
+
+    async def find_by_comment(self, comment: str) -> str | None:
+        return await self.inner.find_by_comment(comment)
+
+    async def confirmations(self, txid: str) -> int:
+        return await self.inner.confirmations(txid)
+
+
+@contextlib.asynccontextmanager
+async def payout_lock(engine: AsyncEngine) -> AsyncIterator[bool]:
+    """Yields True if this process may run the payout tick (the lock is held until exit)."""
+    if engine.dialect.name == "postgresql":
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            got = bool((await conn.execute(text("SELECT pg_try_advisory_lock(:k)"),
+                                           {"k": LOCK_KEY})).scalar())  # fmt: skip
+            try:
+                yield got
+            finally:
+                if got:
+                    await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_KEY})
+        return
+    database = engine.url.database or "qazpool"
+    path = Path(f"{database}.payouts.lock")
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+class PayoutService:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        config: Config,
+        chain: Rpc,
+        transport: PaymentTransport | None,
+        *,
+        found_store: Any = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.engine = engine
+        self.config = config
+        self.cfg = config.payouts
+        self.chain = chain
+        self.transport = transport
+        self.found_store = found_store  # DurableFoundBlockStore: its JSONL fallback is imported
+        self.clock = clock
+        self.network = config.register.network or config.chain.network
+        self.pplns = pplns_params(self.cfg)
+        self.payout = payout_params(self.cfg)
+        if self.cfg.maturity_confirmations < 1:
+            raise ConfigError("payouts.maturity_confirmations: must be >= 1")
+        if self.cfg.tick_interval_s <= 0:
+            raise ConfigError("payouts.tick_interval_s: must be > 0")
+        self.blocks = FoundBlocks(engine)
+        self.allocations = Allocations(engine)
+        self.ledger = Ledger(engine)
+        self.history = ShareHistory(engine)
+        self.register = RegisterRepository(engine, network=self.network)
+        self.outbox = SqlPaymentOutbox(engine, self.payout_addresses)
+        self._paused_until: datetime | None = None
+        self._last_retention: datetime | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # ---- inputs ---------------------------------------------------------------------------
+
+    async def fee_policy(self, at: datetime, miners: Iterable[str]) -> FeePolicy:
+        """Rates in force at ``at``: the pool's dated rates (fee_rates) over the configured
+        fallback, and each miner's own dated rate where the register has one."""
+        async with self.engine.connect() as conn:
+            pool_rows = (await conn.execute(select(FeeRateRow.effective_from,
+                                                   FeeRateRow.fee_bps))).all()  # fmt: skip
+            wanted = sorted(set(miners))
+            own_rows = (await conn.execute(
+                select(Miner.account, MinerFeeRate.effective_from, MinerFeeRate.fee_bps,
+                       MinerFeeRate.id)
+                .join(Miner, Miner.id == MinerFeeRate.miner_id)
+                .where(Miner.account.in_(wanted)))).all() if wanted else []  # fmt: skip
+        rates = {EPOCH: self.cfg.pool_fee_bps}
+        for effective_from, bps in pool_rows:
+            rates[effective_from] = bps
+        pool = FeeSchedule(tuple(FeeRate(t, bps) for t, bps in rates.items()))
+        own: dict[str, list[Dated[int]]] = {}
+        for account, effective_from, bps, seq in own_rows:
+            own.setdefault(account, []).append(Dated(effective_from, bps, seq))
+        per_miner = {}
+        for account, history in own.items():
+            bps_at = value_at(history, at)
+            if bps_at is not None:
+                per_miner[account] = FeeSchedule.flat(bps_at, EPOCH)
+        return FeePolicy(pool=pool, per_miner=per_miner,
+                         finder_bonus_bps=self.cfg.finder_bonus_bps)  # fmt: skip
+
+    async def payout_addresses(self, at: datetime) -> dict[str, str]:
+        """Each registered miner's payout address in force at ``at`` (this network's only)."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(Miner.account, PayoutAddress.effective_from, PayoutAddress.address,
+                       PayoutAddress.id)
+                .join(Miner, Miner.id == PayoutAddress.miner_id)
+                .where(PayoutAddress.network == self.network))).all()  # fmt: skip
+        by_miner: dict[str, list[Dated[str]]] = {}
+        for account, effective_from, address, seq in rows:
+            by_miner.setdefault(account, []).append(Dated(effective_from, address, seq))
+        out = {}
+        for account, history in sorted(by_miner.items()):
+            address = value_at(history, at)
+            if address:
+                out[account] = address
+        return out
+
+    @staticmethod
+    def block_record(row: Any) -> BlockRecord:
+        try:
+            finder: str | None = require_miner_id(row.account, "finder")
+        except (TypeError, ValueError):
+            finder = None
+        return BlockRecord(height=row.height, block_hash=row.block_hash,
+                           reward_sats=row.coinbase_value,
+                           network_difficulty=difficulty_from_bits(row.bits),
+                           found_at=row.found_at, finder=finder)  # fmt: skip
+
+    async def compute_allocation(self, row: Any) -> Allocation:
+        """The allocation of a stored found block, from the database as it is now (pure
+        function of the journal, the register and the config; nothing is written)."""
+        block = self.block_record(row)
+        suspensions = await load_suspensions(self.register)
+        window = self.pplns.k * block.network_difficulty
+        need = window
+        while True:
+            shares, rollups = await self.history.pplns_inputs(block.found_at, need)
+            fetched = sum((s.difficulty for s in shares), Fraction(0)) + sum(
+                (r.difficulty_sum for r in rollups), Fraction(0))
+            eligible = eligible_weight(shares, rollups, suspensions)
+            if eligible >= window or fetched < need:
+                break
+            need += window - eligible  # suspended work took no room: reach further back
+        miners = {s.miner_id for s in shares} | {r.miner_id for r in rollups}
+        if block.finder:
+            miners.add(block.finder)
+        fees = await self.fee_policy(block.found_at, miners)
+        return allocate(block, shares, fees, rollups=rollups, params=self.pplns,
+                        suspensions=suspensions)  # fmt: skip
+
+    # ---- steps ----------------------------------------------------------------------------
+
+    async def allocate_blocks(self, now: datetime, report: TickReport) -> None:
+        ready = now - timedelta(seconds=self.cfg.allocation_delay_s)
+        frozen = {a.block.block_hash for a in await self.allocations.all()}
+        for status in ALLOCATABLE:
+            for row in await self.blocks.with_status(status):
+                if row.block_hash in frozen or row.found_at > ready:
+                    continue
+                try:
+                    allocation = await self.compute_allocation(row)
+                    await self.allocations.freeze(allocation)
+                except Exception as exc:
+                    log.error("block %s: allocation failed, retried next tick: %s",
+                              row.block_hash, exc)  # fmt: skip
+                    report.errors.append(f"allocate {row.block_hash[:16]}: {exc}")
+                    continue
+                report.allocated.append(row.block_hash)
+                log.warning("block %s height %d allocated (%s, %d miner(s), inputs %s)",
+                            row.block_hash, row.height, allocation.outcome.value,
+                            len(allocation.lines), allocation.inputs_hash[:16])  # fmt: skip
+
+    async def chain_status(self, block_hash: str) -> ChainStatus | None:
+        try:
+            info = await self.chain.call("getblock", block_hash, 1)
+        except RpcError as exc:
+            if exc.code == RPC_INVALID_ADDRESS_OR_KEY:
+                return None  # the node does not know it (yet): state unknown
+            raise
+        conf = info.get("confirmations") if isinstance(info, dict) else None
+        if not isinstance(conf, int) or isinstance(conf, bool) or conf == 0:
+            return None
+        return ChainStatus(block_hash, in_main_chain=conf > 0, confirmations=max(conf, 0))
+
+    async def update_chain(self, report: TickReport) -> None:
+        allocations = {a.block.block_hash: a for a in await self.allocations.all()}
+        if not allocations:
+            return
+        horizon = 2 * self.cfg.maturity_confirmations
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(FoundBlock.block_hash, FoundBlock.status, FoundBlock.confirmations)
+                .where(FoundBlock.block_hash.in_(list(allocations))))).all()  # fmt: skip
+        statuses: dict[str, ChainStatus] = {}
+        for block_hash, status, confirmations in rows:
+            if status == "accepted" and confirmations >= horizon:
+                continue
+            try:
+                st = await self.chain_status(block_hash)
+            except Exception as exc:
+                report.errors.append(f"chain {block_hash[:16]}: {exc}")
+                log.warning("block %s: chain state unknown this tick (%s)", block_hash, exc)
+                continue
+            if st is None:
+                continue
+            statuses[block_hash] = st
+            new_status = "accepted" if st.in_main_chain else "orphaned"
+            if new_status != status or st.confirmations != confirmations:
+                if new_status != status:
+                    log.warning("block %s: %s -> %s (%d confirmations)", block_hash, status,
+                                new_status, st.confirmations)  # fmt: skip
+                async with self.engine.begin() as conn:
+                    await conn.execute(
+                        FoundBlock.__table__.update()
+                        .where(FoundBlock.block_hash == block_hash)
+                        .values(status=new_status, confirmations=st.confirmations,
+                                updated_at=datetime.now(UTC)))  # fmt: skip
+        if not statuses:
+            return
+        existing = [e for e in await self.ledger.entries()
+                    if e.kind in (EntryKind.CREDIT, EntryKind.REVERSAL)]  # fmt: skip
+        new = block_entries([allocations[h] for h in statuses], statuses, existing,
+                            self.cfg.maturity_confirmations)  # fmt: skip
+        if new:
+            await self.ledger.append(new)
+            for e in new:
+                if e.kind is EntryKind.CREDIT:
+                    report.credits += 1
+                else:
+                    report.reversals += 1
+            log.warning("ledger: %d credit and %d reversal entries appended",
+                        sum(e.kind is EntryKind.CREDIT for e in new),
+                        sum(e.kind is EntryKind.REVERSAL for e in new))  # fmt: skip
+
+    async def pay(self, now: datetime, report: TickReport) -> None:
+        if self.transport is None or not self.cfg.payments_enabled:
+            report.payments_skipped = "disabled"
+            return
+        watch = _RefusalWatch(self.transport)
+        if self._paused_until is not None and now < self._paused_until:
+            # finish what is in flight, plan nothing new
+            report.payments_skipped = f"paused until {self._paused_until.isoformat()}"
+            params = PayoutParams(min_payout_sats=2**62, max_outputs=1,
+                                  confirmations_required=self.payout.confirmations_required)
+        else:
+            params = self.payout
+        plan = await run_payments(self.outbox, watch, params, now)
+        report.batches_planned += len(plan.batches)
+        for miner, reason in plan.skipped:
+            log.warning("payout to %s skipped: %s", miner, reason)
+        if watch.refused is not None:
+            self._paused_until = now + timedelta(seconds=self.cfg.payment_retry_after_s)
+            log.error("wallet refused a payment (%s); debits refunded, new payments paused "
+                      "until %s", watch.refused, self._paused_until.isoformat())  # fmt: skip
+            report.errors.append(f"wallet refused: {watch.refused}")
+
+    async def retention(self, now: datetime, report: TickReport) -> None:
+        due = self._last_retention is None or (
+            now - self._last_retention).total_seconds() >= self.cfg.retention_interval_s
+        if not due:
+            return
+        cutoff = retention_cutoff(now, self.config.storage.retention_days)
+        report.retention = await roll_up(self.engine, cutoff)
+        self._last_retention = now
+
+    async def tick(self) -> TickReport:
+        report = TickReport()
+        async with payout_lock(self.engine) as locked:
+            if not locked:
+                report.locked = False
+                return report
+            now = self.clock()
+            if self.found_store is not None:
+                report.imported = await self.found_store.import_fallback()
+            await self.allocate_blocks(now, report)
+            await self.update_chain(report)
+            await self.pay(now, report)
+            await self.retention(now, report)
+        return report
+
+    # ---- background task ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            try:
+                report = await self.tick()
+                if report.allocated or report.credits or report.reversals or \
+                        report.batches_planned or report.errors:
+                    log.info("payout tick: %s", report.summary())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("payout tick failed; retrying in %.0f s",
+                              self.cfg.tick_interval_s)  # fmt: skip
+            await asyncio.sleep(self.cfg.tick_interval_s)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self.run(), name="payout-service")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

@@ -1,0 +1,181 @@
+"""The payout service end to end on real SQLite and PostgreSQL: shares through the journal, a
+block found through the submitter on the embedded chain, allocation frozen (recomputing gives
+the same bytes), the chain advanced to maturity, ledger credit, payment through the embedded
+wallet, confirmation; an orphaned block reversed; register fees and suspensions applied."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from fractions import Fraction
+from typing import Any
+
+from sqlalchemy import select
+
+from payouts.ledger import EntryKind
+from payouts.payments import DistributionStatus, PaymentStatus, distribution_rows
+from payouts.types import POOL_ACCOUNT, difficulty_from_bits
+from poolserver.embedded_chain import EmbeddedChain
+from poolserver.payout_service import PayoutService
+from poolserver.storage.models import FoundBlock
+from poolserver.storage.repository import Allocations, Ledger
+from poolserver.wallet import EmbeddedWallet
+from tests.payout_support import (
+    ADDR,
+    OTHER_MINER,
+    config,
+    durable_store,
+    expected_weights,
+    find_block,
+    journal_shares,
+    seed_register,
+    share_plan,
+    utcnow,
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = utcnow() + timedelta(minutes=5)
+
+    def __call__(self) -> Any:
+        return self.now
+
+
+async def _found_row(engine: Any, block_hash: str) -> Any:
+    async with engine.connect() as conn:
+        return (await conn.execute(select(FoundBlock.__table__)
+                                   .where(FoundBlock.block_hash == block_hash))).one()
+
+
+async def test_block_to_confirmed_payment(engine, db_url, tmp_path):
+    await seed_register(engine)
+    plan = share_plan(utcnow() - timedelta(minutes=10))
+    await journal_shares(engine, tmp_path / "spool", plan)
+    chain = EmbeddedChain("regtest")
+    store = durable_store(engine, tmp_path)
+    block_hash = await find_block(chain, store, "alice")
+    row = await _found_row(engine, block_hash)
+    assert row.status == "accepted" and row.data["verdicts"] == {"embedded": None}
+
+    wallet = EmbeddedWallet(chain, tmp_path / "wallet.jsonl")
+    clock = Clock()
+    service = PayoutService(engine, config(tmp_path, db_url), chain, wallet, found_store=store,
+                            clock=clock)
+
+    # tick 1: allocated and frozen, nothing credited (1 confirmation)
+    report = await service.tick()
+    assert report.allocated == [block_hash] and report.credits == 0, report.summary()
+    frozen = await Allocations(engine).get(block_hash)
+    assert frozen is not None
+    assert frozen.block.reward_sats == row.coinbase_value
+    assert frozen.block.network_difficulty == difficulty_from_bits(0x207FFFFF)
+    assert frozen.block.finder == "alice"
+    # the window: k=2 x D, carol (no license) skipped, independent walk gives the same weights
+    window = 2 * difficulty_from_bits(0x207FFFFF)
+    want = expected_weights(plan, window, excluded={"carol"})
+    got = {ln.miner_id: ln.weight for ln in frozen.lines}
+    assert got == want and sum(got.values()) == window
+    assert "carol" not in got
+    fees = {ln.miner_id: ln.fee_bps for ln in frozen.lines}
+    assert fees == {"alice": 250, "bob": 0}  # pool's dated 2.5 %, bob's own 0 %
+    # recomputing from the database gives the same bytes; a second tick allocates nothing
+    again = await service.compute_allocation(row)
+    assert again.to_bytes() == frozen.to_bytes()
+    assert (await service.tick()).allocated == []
+
+    # maturity: 99 blocks by the rest of the network -> 100 confirmations -> credit + payment
+    chain.generatetoaddress(98, OTHER_MINER)
+    report = await service.tick()
+    assert report.credits == 0  # 99 confirmations
+    chain.generatetoaddress(1, OTHER_MINER)
+    report = await service.tick()
+    assert report.credits == 3 and report.batches_planned == 1, report.summary()
+    nets = {ln.miner_id: ln.net_sats for ln in frozen.lines}
+    (sent,) = wallet.recorded()
+    assert sent.outputs == {ADDR["alice"]: nets["alice"], ADDR["bob"]: nets["bob"]}
+    balances = await Ledger(engine).balances()
+    assert balances == {"alice": 0, "bob": 0, POOL_ACCOUNT: frozen.pool_total_sats}
+    assert sum(nets.values()) + frozen.pool_total_sats == row.coinbase_value
+    assert (await _found_row(engine, block_hash)).confirmations == 100
+
+    # the payment confirms after the next block
+    batches = await service.outbox.all_batches()
+    assert [b.status for b in batches] == [PaymentStatus.BROADCAST]
+    chain.generatetoaddress(1, OTHER_MINER)
+    await service.tick()
+    (batch,) = await service.outbox.all_batches()
+    assert batch.status is PaymentStatus.CONFIRMED and batch.txid == sent.txid
+    rows = distribution_rows(await Allocations(engine).all(), await Ledger(engine).entries(),
+                             [batch])
+    assert {(r.miner_id, r.status, r.address, r.txids) for r in rows} == {
+        ("alice", DistributionStatus.CONFIRMED, ADDR["alice"], (sent.txid,)),
+        ("bob", DistributionStatus.CONFIRMED, ADDR["bob"], (sent.txid,)),
+    }
+    # nothing more to do: no second payment, no new entries
+    n_entries = len(await Ledger(engine).entries())
+    report = await service.tick()
+    assert report.batches_planned == 0 and len(wallet.recorded()) == 1
+    assert len(await Ledger(engine).entries()) == n_entries
+
+
+class ScriptedChain:
+    """getblock as bitcoind answers it (``confirmations`` -1 once the block left the main
+    chain). The embedded chain cannot reorganise, so the orphan is scripted here."""
+
+    name = "scripted"
+
+    def __init__(self) -> None:
+        self.confirmations: dict[str, int] = {}
+
+    async def call(self, method: str, *params: Any, timeout: float | None = None) -> Any:
+        assert method == "getblock"
+        return {"hash": params[0], "confirmations": self.confirmations[params[0]]}
+
+
+async def test_orphaned_block_is_reversed(engine, db_url, tmp_path):
+    await seed_register(engine)
+    await journal_shares(engine, tmp_path / "spool", share_plan(utcnow() - timedelta(minutes=9)))
+    chain = EmbeddedChain("regtest")
+    store = durable_store(engine, tmp_path)
+    block_hash = await find_block(chain, store, "bob")
+    scripted = ScriptedChain()
+    service = PayoutService(engine, config(tmp_path, db_url, maturity_confirmations=3),
+                            scripted, None, clock=Clock())
+    scripted.confirmations[block_hash] = 2
+    assert (await service.tick()).credits == 0
+    scripted.confirmations[block_hash] = 3
+    assert (await service.tick()).credits == 3
+    credited = await Ledger(engine).balances()
+    assert credited["alice"] > 0 and credited["bob"] > 0
+    scripted.confirmations[block_hash] = -1  # reorg: the block left the main chain
+    report = await service.tick()
+    assert report.reversals == 3
+    assert await Ledger(engine).balances() == {"alice": 0, "bob": 0, POOL_ACCOUNT: 0}
+    assert (await _found_row(engine, block_hash)).status == "orphaned"
+    kinds = [e.kind for e in await Ledger(engine).entries()]
+    assert kinds.count(EntryKind.CREDIT) == 3 and kinds.count(EntryKind.REVERSAL) == 3
+    assert (await service.tick()).reversals == 0  # idempotent
+    # it comes back and matures again: credited under the next generation
+    scripted.confirmations[block_hash] = 5
+    assert (await service.tick()).credits == 3
+    assert await Ledger(engine).balances() == credited
+
+
+async def test_allocation_waits_for_delay_and_skips_rejected(engine, db_url, tmp_path):
+    await seed_register(engine)
+    chain = EmbeddedChain("regtest")
+    store = durable_store(engine, tmp_path)
+    block_hash = await find_block(chain, store, "alice")
+    clock = Clock()
+    clock.now = utcnow()
+    service = PayoutService(engine, config(tmp_path, db_url, allocation_delay_s=120.0), chain,
+                            None, clock=clock)
+    assert (await service.tick()).allocated == []
+    clock.now += timedelta(seconds=121)
+    report = await service.tick()
+    assert report.allocated == [block_hash]
+    # no shares at all: the whole reward goes to the pool (outcome empty), nothing crashes
+    frozen = await Allocations(engine).get(block_hash)
+    assert frozen is not None and frozen.outcome.value == "empty"
+    assert frozen.pool_remainder_sats == frozen.block.reward_sats
+    assert Fraction(0) == sum((ln.weight for ln in frozen.lines), Fraction(0))
