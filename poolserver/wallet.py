@@ -202,8 +202,12 @@ class EmbeddedWallet:
         new = not self.path.exists()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         line = json.dumps(_as_dict(record), separators=(",", ":"), sort_keys=True) + "\n"
-        with self.path.open("a", encoding="ascii") as fh:
-            fh.write(line)
+        with self.path.open("a+b") as fh:
+            if fh.tell() > 0:  # a torn last line from a crash: end it so this record stands
+                fh.seek(-1, os.SEEK_END)
+                if fh.read(1) != b"\n":
+                    line = "\n" + line
+            fh.write(line.encode("ascii"))
             fh.flush()
             os.fsync(fh.fileno())
         if new:
