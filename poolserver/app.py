@@ -100,6 +100,16 @@ def server_settings(config: Config) -> ServerSettings:
     )
 
 
+def register_enforced(config: Config) -> bool:
+    """Whether mining.authorize checks the miner register ([register].enforce)."""
+    mode = config.register.enforce
+    if mode not in ("auto", "on", "off"):
+        raise ValueError(f"register.enforce: expected auto, on or off, got {mode!r}")
+    if mode == "auto":
+        return bool(config.node.nodes)
+    return mode == "on"
+
+
 class PoolApp:
     def __init__(
         self,
@@ -125,6 +135,9 @@ class PoolApp:
         self.metrics_address: tuple[str, int] | None = None
         self._feed_task: asyncio.Task[None] | None = None
         self._owns_rpc = rpc is None
+        self.register_policy: Any = None
+        self._register_engine: Any = None
+        self._unsubscribe_cutoff: Any = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -155,6 +168,8 @@ class PoolApp:
         replayed = await self.block_sink.replay_pending()
         if replayed:
             log.warning("resubmitted %d found block(s) left unsettled by the last run", replayed)
+        if self.policy is None and register_enforced(cfg):
+            await self._start_register()
         extranonces = self.extranonces or ExtranonceAllocator(
             size=cfg.stratum.extranonce1_size,
             node_id=cfg.pool.node_id,
@@ -174,6 +189,10 @@ class PoolApp:
         first = await self.feed.wait_for_job()
         self.server.new_job(first)
         self.feed.add_listener(self._on_job)
+        if self.register_policy is not None:
+            from poolserver.register.cutoff import connect_cutoff
+
+            self._unsubscribe_cutoff = connect_cutoff(self.register_policy.events, self.server)
         self.stratum_addresses = await self.server.start()
         if cfg.metrics.enabled:
             from poolserver.metrics import start_metrics
@@ -191,6 +210,29 @@ class PoolApp:
             else "(disabled)",
             data.resolve(),
         )
+
+    async def _start_register(self) -> None:
+        """License enforcement: the register's policy answers mining.authorize."""
+        from poolserver.register.policy import RegisterAccountPolicy
+        from poolserver.register.repository import RegisterRepository
+        from poolserver.storage.engine import create_engine, database_url
+
+        cfg = self.config
+        engine = (
+            self.storage.engine
+            if self.storage is not None
+            else create_engine(database_url(cfg), cfg.storage)
+        )
+        self._register_engine = None if self.storage is not None else engine
+        repo = RegisterRepository(engine, network=cfg.register.network or cfg.chain.network)
+        self.register_policy = RegisterAccountPolicy(
+            repo,
+            poll_interval_s=cfg.register.poll_interval_s,
+            warning_days=cfg.register.expiry_warning_days,
+        )
+        await self.register_policy.start()
+        self.policy = self.register_policy
+        log.info("mining.authorize: license enforcement ON (miner register)")
 
     def _extra_metrics(self) -> dict[str, float]:
         """Gauges from the feed and the block submitter (read from the metrics thread)."""
@@ -227,6 +269,12 @@ class PoolApp:
             await self.server.shutdown()
         if self.block_sink is not None:
             await self.block_sink.drain()
+        if self._unsubscribe_cutoff is not None:
+            self._unsubscribe_cutoff()
+        if self.register_policy is not None:
+            await self.register_policy.stop()
+        if self._register_engine is not None:
+            await self._register_engine.dispose()
         if self.storage is not None:
             await self.storage.close()
         if self.metrics_server is not None:

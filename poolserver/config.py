@@ -187,6 +187,10 @@ class PayoutsConfig:
 
 @dataclass
 class RegisterConfig:
+    # License enforcement at mining.authorize: "on" (only miners with a license in force),
+    # "off" (any well-formed account.worker gets work), "auto" (on with a real node, off on the
+    # embedded regtest chain so a new user trying the pool gets work at once).
+    enforce: str = "auto"
     # Network payout addresses are checked against; empty = [chain].network.
     network: str = ""
     # Seconds between the running pool's checks for register changes (suspensions made with the
