@@ -17,6 +17,7 @@ COMMANDS = [
     "licenses",
     "hardware",
     "audit",
+    "payouts",
 ]
 
 

@@ -38,6 +38,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from poolserver.blocks import BlockOutcome, BlockStatus, FoundBlock, JsonlFoundBlockStore
+from poolserver.config import Config
 from poolserver.storage.models import FoundBlock as FoundBlockRow
 from poolserver.storage.repository import FoundBlocks
 
@@ -260,3 +261,13 @@ class DurableFoundBlockStore:
                     return changed
                 self._in_fallback.discard(outcome.block.block_hash)
             return changed
+
+
+FALLBACK_FILE = "found-blocks.jsonl"
+
+
+def found_block_store(engine: AsyncEngine, config: Config) -> DurableFoundBlockStore:
+    """The pool's store: the database, with ``<data_dir>/found-blocks.jsonl`` as fallback (the
+    file the pool used before found blocks moved into the database; it is imported too)."""
+    return DurableFoundBlockStore(SqlFoundBlockStore(engine),
+                                  JsonlFoundBlockStore(config.data_path / FALLBACK_FILE))
