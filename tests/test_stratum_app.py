@@ -33,6 +33,8 @@ def _config(tmp_path, fake: FakeBitcoind, stratum_port: int = 0, metrics_port: i
             ]
         },
         "metrics": {"host": "127.0.0.1", "port": metrics_port},
+        # A real node turns license enforcement on by default; these tests are not about it.
+        "register": {"enforce": "off"},
     }
 
 
@@ -104,6 +106,7 @@ async def test_poolserver_run_subprocess_serves_and_stops_on_sigterm(tmp_path):
         f'[[stratum.listeners]]\nhost = "127.0.0.1"\nport = {sport}\n'
         f"start_difficulty = {lst['start_difficulty']}\nmin_difficulty = {lst['min_difficulty']}\n"
         f'[metrics]\nhost = "127.0.0.1"\nport = {mport}\n'
+        '[register]\nenforce = "off"\n'
     )
     path = tmp_path / "pool.toml"
     path.write_text(toml)
