@@ -138,6 +138,7 @@ class PoolApp:
         self.register_policy: Any = None
         self._register_engine: Any = None
         self._unsubscribe_cutoff: Any = None
+        self.payout_service: Any = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -160,14 +161,29 @@ class PoolApp:
         elif isinstance(self.sink, MemoryShareSink):
             log.warning("shares: IN-MEMORY sink, nothing survives a restart (tests only)")
         self.feed = template_feed.feed_from_config(cfg, self.rpc)
+        found_store: Any = JsonlFoundBlockStore(data / "found-blocks.jsonl")
+        if self.storage is not None:
+            from poolserver.found_blocks import found_block_store
+
+            # the database, with the fsync'd JSONL file as fallback while it is unreachable
+            found_store = found_block_store(self.storage.engine, cfg)
         self.block_sink = BlockSubmitter(
-            JsonlFoundBlockStore(data / "found-blocks.jsonl"),
+            found_store,
             submit_targets(self.rpc),
             on_submitted=self.feed.refresh_now,
         )
         replayed = await self.block_sink.replay_pending()
         if replayed:
             log.warning("resubmitted %d found block(s) left unsettled by the last run", replayed)
+        if self.storage is not None and cfg.payouts.enabled:
+            from poolserver.payout_service import PayoutService
+            from poolserver.wallet import wallet_from_config
+
+            self.payout_service = PayoutService(
+                self.storage.engine, cfg, self.rpc, wallet_from_config(cfg, self.rpc),
+                found_store=found_store,
+            )  # fmt: skip
+            self.payout_service.start()
         if self.policy is None and register_enforced(cfg):
             await self._start_register()
         extranonces = self.extranonces or ExtranonceAllocator(
@@ -269,6 +285,8 @@ class PoolApp:
             await self.server.shutdown()
         if self.block_sink is not None:
             await self.block_sink.drain()
+        if self.payout_service is not None:
+            await self.payout_service.stop()
         if self._unsubscribe_cutoff is not None:
             self._unsubscribe_cutoff()
         if self.register_policy is not None:

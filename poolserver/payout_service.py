@@ -450,7 +450,9 @@ class PayoutService:
     # ---- background task ------------------------------------------------------------------
 
     async def run(self) -> None:
+        """Tick every ``tick_interval_s`` (the first one after one interval) until cancelled."""
         while True:
+            await asyncio.sleep(self.cfg.tick_interval_s)
             try:
                 report = await self.tick()
                 if report.allocated or report.credits or report.reversals or \
@@ -461,7 +463,6 @@ class PayoutService:
             except Exception:
                 log.exception("payout tick failed; retrying in %.0f s",
                               self.cfg.tick_interval_s)  # fmt: skip
-            await asyncio.sleep(self.cfg.tick_interval_s)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self.run(), name="payout-service")
@@ -472,3 +473,6 @@ class PayoutService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        close = getattr(self.transport, "close", None)
+        if close is not None:
+            await close()

@@ -112,6 +112,11 @@ class NodeWallet:
         self.rpc = rpc
         self.minconf = minconf
 
+    async def close(self) -> None:
+        close = getattr(self.rpc, "close", None)
+        if close is not None:
+            await close()
+
     async def send_many(self, outputs: Mapping[str, int], comment: str) -> str:
         amounts = {address: btc_amount(sats) for address, sats in sorted(outputs.items())}
         try:

@@ -58,8 +58,10 @@ async def test_pool_end_to_end_share_and_block(tmp_path):
         block = bytes.fromhex(fake.submitted[0])
         header_hash = hashlib.sha256(hashlib.sha256(block[:80]).digest()).digest()
         assert header_hash == found.hash
-        found_log = (tmp_path / "data" / "found-blocks.jsonl").read_text()
-        assert found.hash[::-1].hex() in found_log  # persisted (fsync'd) before the submit
+        from poolserver.storage.repository import FoundBlocks
+
+        # persisted (committed to the database; JSONL only as fallback) before the submit
+        assert await FoundBlocks(app.storage.engine).get(found.hash[::-1].hex()) is not None
         # the share is durable in the journal (acked after commit)
         assert app.storage.journal.stats.committed + app.storage.journal.stats.spooled >= 1
         async with asyncio.timeout(5):  # the node's verdict is recorded in the background
