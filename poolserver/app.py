@@ -153,9 +153,9 @@ class PoolApp:
         log.info("template source: %s", getattr(self.rpc, "name", type(self.rpc).__name__))
         await template_feed.startup_check(self.rpc, cfg)
         if self.sink is None:
-            from poolserver.storage import open_storage
+            from poolserver.storage_config import open_storage_from_config
 
-            self.storage = await open_storage(cfg)
+            self.storage = await open_storage_from_config(cfg)
             self.sink = self.storage.journal
             log.info("shares: durable journal in %s", self.storage.url)
         elif isinstance(self.sink, MemoryShareSink):
@@ -231,13 +231,13 @@ class PoolApp:
         """License enforcement: the register's policy answers mining.authorize."""
         from poolserver.register.policy import RegisterAccountPolicy
         from poolserver.register.repository import RegisterRepository
-        from poolserver.storage.engine import create_engine, database_url
+        from poolserver.storage_config import create_engine_from_config
 
         cfg = self.config
         engine = (
             self.storage.engine
             if self.storage is not None
-            else create_engine(database_url(cfg), cfg.storage)
+            else create_engine_from_config(cfg)
         )
         self._register_engine = None if self.storage is not None else engine
         repo = RegisterRepository(engine, network=cfg.register.network or cfg.chain.network)

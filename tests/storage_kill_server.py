@@ -3,8 +3,8 @@
     python -m tests.storage_kill_server DB_URL SPOOL_DIR PORT_FILE
 
 Listens on a free TCP port (written to PORT_FILE once storage is open), reads lines ``<n>``,
-stores share n through ``open_storage(config).journal`` and answers ``ok <n>`` only after
-``put`` returned (exactly what the Stratum server does before acking a miner).
+stores share n through ``open_storage_from_config(config).journal`` and answers ``ok <n>`` only
+after ``put`` returned (exactly what the Stratum server does before acking a miner).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from poolserver.config import config_from_dict
-from poolserver.storage import open_storage
+from poolserver.storage_config import open_storage_from_config
 from stratum.interfaces import AcceptedShare
 
 
@@ -36,7 +36,7 @@ def share(n: int) -> AcceptedShare:
 
 async def main(url: str, spool: str, port_file: str) -> None:
     cfg = config_from_dict({"storage": {"url": url, "spool_dir": spool, "retry_interval_s": 0.2}})
-    storage = await open_storage(cfg)
+    storage = await open_storage_from_config(cfg)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         async def one(n: int) -> None:

@@ -7,8 +7,9 @@ from sqlalchemy import text
 
 from poolserver.cli import main
 from poolserver.config import config_from_dict
-from poolserver.storage import SchemaError, open_storage, schema
+from poolserver.storage import SchemaError, schema
 from poolserver.storage.engine import create_engine
+from poolserver.storage_config import open_storage_from_config
 
 
 async def test_upgrade_creates_head_and_matches_models(empty_db_url):
@@ -50,7 +51,7 @@ async def test_outdated_schema_refused_at_startup(empty_db_url, tmp_path):
         await engine.dispose()
     cfg = config_from_dict({"storage": {"url": empty_db_url, "spool_dir": str(tmp_path / "spool")}})
     with pytest.raises(SchemaError, match="ffffdeadbeef"):
-        await open_storage(cfg)
+        await open_storage_from_config(cfg)
 
 
 async def test_unversioned_schema_refused_with_the_upgrade_command(empty_db_url, tmp_path):
@@ -64,13 +65,13 @@ async def test_unversioned_schema_refused_with_the_upgrade_command(empty_db_url,
         await engine.dispose()
     cfg = config_from_dict({"storage": {"url": empty_db_url, "spool_dir": str(tmp_path / "spool")}})
     with pytest.raises(SchemaError, match=r"no schema.*db upgrade"):
-        await open_storage(cfg)
+        await open_storage_from_config(cfg)
 
 
 async def test_first_start_creates_the_sqlite_file_under_the_data_dir(tmp_path):
     data = tmp_path / "fresh" / "data"
     cfg = config_from_dict({"pool": {"data_dir": str(data)}})
-    storage = await open_storage(cfg)
+    storage = await open_storage_from_config(cfg)
     try:
         assert (data / "qazpool.sqlite3").exists()
         await storage.check_schema()

@@ -30,10 +30,9 @@ def run(args: argparse.Namespace) -> int:
 
 async def _run(config: Config, args: argparse.Namespace) -> int:
     from poolserver.storage import schema
-    from poolserver.storage.engine import create_engine, database_url
+    from poolserver.storage_config import create_engine_from_config
 
-    url = database_url(config)
-    engine = create_engine(url, config.storage)
+    engine = create_engine_from_config(config)
     shown = engine.url.render_as_string(hide_password=True)
     try:
         if args.action == "upgrade":

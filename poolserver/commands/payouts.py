@@ -48,9 +48,9 @@ def run(args: argparse.Namespace, body: Body) -> int:
 
 async def _run(config: Config, args: argparse.Namespace, body: Body) -> int:
     from poolserver.storage import schema
-    from poolserver.storage.engine import create_engine, database_url
+    from poolserver.storage_config import create_engine_from_config
 
-    engine = create_engine(database_url(config), config.storage)
+    engine = create_engine_from_config(config)
     shown = engine.url.render_as_string(hide_password=True)
     try:
         try:

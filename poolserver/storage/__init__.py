@@ -1,8 +1,10 @@
 """Durable storage: SQLAlchemy models, Alembic migrations, the share journal and repositories.
 
-The composition root (``poolserver/app.py``) needs one call::
+Storage takes its settings as its own value object (``StorageSettings``); it never reads the
+pool's configuration. The composition root builds the settings from ``Config``
+(``poolserver.storage_config``) and needs one call::
 
-    storage = await open_storage(config)      # engine + schema check + started journal
+    storage = await open_storage(settings)    # engine + schema check + started journal
     sink = storage.journal                    # a stratum.interfaces.ShareSink
     ...
     await storage.close()                     # flushes the journal, disposes the engine
@@ -16,21 +18,26 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from poolserver.config import Config
 from poolserver.storage import schema
-from poolserver.storage.engine import create_engine, database_url
+from poolserver.storage.engine import create_engine
 from poolserver.storage.journal import ShareJournal
 from poolserver.storage.schema import SchemaError
+from poolserver.storage.settings import StorageSettings, StorageSettingsError
 
-__all__ = ["SchemaError", "Storage", "open_storage", "spool_dir"]
+__all__ = [
+    "SchemaError",
+    "Storage",
+    "StorageSettings",
+    "StorageSettingsError",
+    "open_storage",
+    "spool_dir",
+]
 
 log = logging.getLogger(__name__)
 
 
-def spool_dir(config: Config) -> Path:
-    return (
-        Path(config.storage.spool_dir) if config.storage.spool_dir else config.data_path / "spool"
-    )
+def spool_dir(settings: StorageSettings) -> Path:
+    return settings.spool_path()
 
 
 @dataclass
@@ -48,7 +55,7 @@ class Storage:
         await self.engine.dispose()
 
 
-async def open_storage(config: Config, *, create_if_empty: bool = True) -> Storage:
+async def open_storage(settings: StorageSettings, *, create_if_empty: bool = True) -> Storage:
     """Connect, check the schema and start the share journal.
 
     A brand-new database (no tables at all; e.g. the embedded SQLite file on first start) gets
@@ -57,8 +64,9 @@ async def open_storage(config: Config, *, create_if_empty: bool = True) -> Stora
     cannot be reached at all, the pool still starts: the journal spools shares and replays them
     (after checking the schema) once the database is back.
     """
-    url = database_url(config)
-    engine = create_engine(url, config.storage)
+    settings.validate()
+    url = settings.database_url()
+    engine = create_engine(url, settings)
     try:
         reachable = True
         try:
@@ -77,10 +85,10 @@ async def open_storage(config: Config, *, create_if_empty: bool = True) -> Stora
             await schema.check_schema(engine)
         journal = ShareJournal(
             engine,
-            spool_dir(config),
-            flush_interval_ms=config.storage.flush_interval_ms,
-            batch_size=config.storage.batch_size,
-            retry_interval_s=config.storage.retry_interval_s,
+            settings.spool_path(),
+            flush_interval_ms=settings.flush_interval_ms,
+            batch_size=settings.batch_size,
+            retry_interval_s=settings.retry_interval_s,
         )
         await journal.start()
     except BaseException:
