@@ -11,11 +11,16 @@ from typing import Any
 
 from sqlalchemy import select
 
-from payouts.ledger import EntryKind
-from payouts.payments import DistributionStatus, PaymentStatus, distribution_rows
+from payouts.ledger import EntryKind, LedgerEntry
+from payouts.payments import (
+    DistributionStatus,
+    PaymentRejected,
+    PaymentStatus,
+    distribution_rows,
+)
 from payouts.types import POOL_ACCOUNT, difficulty_from_bits
 from poolserver.embedded_chain import EmbeddedChain
-from poolserver.payout_service import PayoutService
+from poolserver.payout_service import PayoutService, payout_lock
 from poolserver.storage.models import FoundBlock
 from poolserver.storage.repository import Allocations, Ledger
 from poolserver.wallet import EmbeddedWallet
@@ -179,3 +184,48 @@ async def test_allocation_waits_for_delay_and_skips_rejected(engine, db_url, tmp
     assert frozen is not None and frozen.outcome.value == "empty"
     assert frozen.pool_remainder_sats == frozen.block.reward_sats
     assert Fraction(0) == sum((ln.weight for ln in frozen.lines), Fraction(0))
+
+
+class BrokeWallet(EmbeddedWallet):
+    """The embedded wallet, refusing like sendmany's ``-6 Insufficient funds`` while broke."""
+
+    broke = True
+
+    async def send_many(self, outputs: Any, comment: str) -> str:
+        if self.broke:
+            raise PaymentRejected("Insufficient funds (code -6)")
+        return await super().send_many(outputs, comment)
+
+
+async def test_wallet_refusal_refunds_and_pauses_payments(engine, db_url, tmp_path):
+    await seed_register(engine)
+    await Ledger(engine).append([
+        LedgerEntry("credit:x:0:alice", EntryKind.CREDIT, "alice", 500_000, block_hash="x")])
+    chain = EmbeddedChain("regtest")
+    wallet = BrokeWallet(chain, tmp_path / "wallet.jsonl")
+    clock = Clock()
+    service = PayoutService(engine, config(tmp_path, db_url, payment_retry_after_s=600.0),
+                            chain, wallet, clock=clock)
+    report = await service.tick()
+    assert report.batches_planned == 1 and "wallet refused" in report.summary()
+    (failed,) = await service.outbox.all_batches()
+    assert failed.status is PaymentStatus.FAILED
+    assert (await Ledger(engine).balances())["alice"] == 500_000  # refunded
+    wallet.broke = False
+    clock.now += timedelta(seconds=300)
+    report = await service.tick()
+    assert report.batches_planned == 0 and report.payments_skipped.startswith("paused")
+    clock.now += timedelta(seconds=301)
+    report = await service.tick()
+    assert report.batches_planned == 1 and len(wallet.recorded()) == 1
+    assert (await Ledger(engine).balances())["alice"] == 0
+
+
+async def test_only_one_process_runs_a_tick(engine, db_url, tmp_path):
+    service = PayoutService(engine, config(tmp_path, db_url), EmbeddedChain("regtest"), None,
+                            clock=Clock())
+    async with payout_lock(engine) as held:
+        assert held
+        report = await service.tick()
+        assert not report.locked and "another process" in report.summary()
+    assert (await service.tick()).locked
