@@ -229,3 +229,21 @@ async def test_only_one_process_runs_a_tick(engine, db_url, tmp_path):
         report = await service.tick()
         assert not report.locked and "another process" in report.summary()
     assert (await service.tick()).locked
+
+
+async def test_allocation_waits_for_the_share_spool(engine, db_url, tmp_path):
+    """Shares acked during a database outage sit in the spool until replayed; a window read
+    before that could miss them, so the block is allocated only once the spool is empty."""
+    from poolserver.storage.spool import Spool
+
+    await seed_register(engine)
+    chain = EmbeddedChain("regtest")
+    block_hash = await find_block(chain, durable_store(engine, tmp_path), "alice")
+    cfg = config(tmp_path, db_url)
+    service = PayoutService(engine, cfg, chain, None, clock=Clock())
+    spool = Spool(tmp_path / "data" / "spool")
+    spool.append([{"uid": bytes(16), "share_hash": bytes(32), "created_at": utcnow()}])
+    report = await service.tick()
+    assert report.allocated == [] and "spool" in report.summary()
+    spool.active.unlink()
+    assert (await service.tick()).allocated == [block_hash]
