@@ -11,8 +11,11 @@
   the order-free rule).
 * Shares of a miner whose license was suspended at the share's time are skipped: they earn
   nothing and take no room in the window (the window reaches further back over eligible work).
-  A rollup fully inside a suspension is skipped likewise; one that straddles a suspension
-  boundary is refused (storage must split rollups at suspension boundaries).
+  A rollup fully inside a suspension is skipped likewise. A rollup that straddles a suspension
+  boundary is skipped too: the order of its shares is gone, so which of them predate the
+  suspension cannot be known, and the law allows no credit for mining during a suspension
+  (Art. 9). Only an hour rolled up before a back-dated suspension can straddle one; the window
+  item records it with ``suspended=True``.
 * Underfilled window (less than ``N`` eligible work exists): ``normalise`` (default) shares the
   whole distributable amount among the work present; ``pool_remainder`` pays each miner
   ``weight / N`` and books the unfilled part to the pool. With no eligible work at all the whole
@@ -174,11 +177,7 @@ def compute_window(
         eligible: list[RollupRecord] = []
         for r in group.members:
             coverage = suspensions.coverage(r.miner_id, group.start, group.end)
-            if coverage == "partial":
-                raise ValueError(
-                    f"rollup of miner {r.miner_id!r} for {ref} straddles a suspension "
-                    "boundary; split the rollup at the suspension's start/end")
-            if coverage == "full":
+            if coverage in ("full", "partial"):  # partial: see the module docstring
                 suspended_weight += r.difficulty_sum
                 items.append(WindowItem("rollup", ref, r.miner_id, r.difficulty_sum,
                                         Fraction(0), True, group.end))
