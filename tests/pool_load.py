@@ -37,6 +37,12 @@ class AckedShare:
     share_hash: bytes  # header hash, internal byte order (the shares table's share_hash)
     block: bool  # met the network target: a block candidate
 
+    def describe(self) -> str:
+        return (
+            f"{self.worker} job {self.job_id} en2 {self.extranonce2} ntime {self.ntime} "
+            f"nonce {self.nonce} hash {self.block_hash}{' (block)' if self.block else ''}"
+        )
+
     @property
     def block_hash(self) -> str:
         """Display (RPC) order, as in the found_blocks table."""

@@ -68,7 +68,7 @@ def lost_or_wrong(acked: dict[bytes, AckedShare], stored: Stored) -> list[str]:
     if missing:
         problems.append(
             f"{len(missing)} of {len(acked)} acknowledged shares are not in the database, "
-            f"e.g. {missing[:3]}"
+            f"e.g. {[a.describe() for a in missing[:3]]}"
         )
     twice = {h.hex(): n for h, n in stored.shares.items() if n > 1}
     if twice:
@@ -76,7 +76,7 @@ def lost_or_wrong(acked: dict[bytes, AckedShare], stored: Stored) -> list[str]:
             f"{len(twice)} shares stored more than once, e.g. {list(twice.items())[:3]}"
         )
     wrong = [
-        (a, stored.rows[h])
+        (a.describe(), stored.rows[h])
         for h, a in acked.items()
         if h in stored.rows and stored.rows[h] != (a.worker, a.job_id, a.block)
     ]
@@ -89,6 +89,12 @@ def lost_or_wrong(acked: dict[bytes, AckedShare], stored: Stored) -> list[str]:
             f"e.g. {[b.block_hash for b in lost_blocks[:3]]}"
         )
     return problems
+
+
+def assert_nothing_lost(acked: dict[bytes, AckedShare], stored: Stored) -> None:
+    problems = lost_or_wrong(acked, stored)
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
 
 
 async def kill_run(tmp: Path, url: str, rounds: int, seed: int) -> tuple[ShareLoad, list[int]]:
@@ -135,7 +141,7 @@ def check_kill_run(load: ShareLoad, per_round: list[int], stored: Stored) -> Non
     assert len(load.acked) > 2000, (len(load.acked), load.stats)
     assert sum(1 for n in per_round if n > 0) >= len(per_round) // 2, per_round
     assert len(load.blocks) >= 3, (len(load.blocks), load.stats)
-    assert not lost_or_wrong(load.acked, stored), lost_or_wrong(load.acked, stored)
+    assert_nothing_lost(load.acked, stored)
 
 
 @pytest.mark.slow
@@ -211,4 +217,4 @@ def test_postgres_down_30s_under_load_through_the_pool(pg_server, pg_template, t
     assert during > 1000, f"acks must continue while PostgreSQL is down ({during} in 30 s)"
     assert len(load.blocks) >= 3, (len(load.blocks), load.stats)
     assert not spool.has_data(), "the spool was not replayed within 120 s"
-    assert not lost_or_wrong(load.acked, stored), lost_or_wrong(load.acked, stored)
+    assert_nothing_lost(load.acked, stored)
