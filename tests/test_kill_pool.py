@@ -137,6 +137,11 @@ async def kill_run(tmp: Path, url: str, rounds: int, seed: int) -> tuple[ShareLo
 
 
 def check_kill_run(load: ShareLoad, per_round: list[int], stored: Stored) -> None:
+    print(
+        f"acked {len(load.acked)} shares ({len(load.blocks)} block candidates) across "
+        f"{len(per_round)} kills, per round {per_round}; stored {sum(stored.shares.values())} "
+        f"shares, {len(stored.blocks)} found blocks; {load.stats}"
+    )
     # The load was real: thousands of acks, in most rounds, and block candidates among them.
     assert len(load.acked) > 2000, (len(load.acked), load.stats)
     assert sum(1 for n in per_round if n > 0) >= len(per_round) // 2, per_round
@@ -213,6 +218,10 @@ def test_postgres_down_30s_under_load_through_the_pool(pg_server, pg_template, t
         return load, during, spooled, stored
 
     load, during, spooled, stored = asyncio.run(go())
+    print(
+        f"acked {len(load.acked)} shares ({len(load.blocks)} block candidates), {during} while "
+        f"PostgreSQL was down; stored {sum(stored.shares.values())}; {load.stats}"
+    )
     assert spooled, "the spool was never used: PostgreSQL was not really down"
     assert during > 1000, f"acks must continue while PostgreSQL is down ({during} in 30 s)"
     assert len(load.blocks) >= 3, (len(load.blocks), load.stats)
