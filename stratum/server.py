@@ -541,10 +541,21 @@ class StratumServer:
         now: float,
     ) -> None:
         """Persist blocks and shares, then ack; a share the sink refused is not acked as true."""
+        accepted_all = accepted
         try:
-            for _, _, candidate in accepted:
-                if candidate is not None:
-                    await self._block_found(candidate)
+            kept = []
+            for item in accepted_all:
+                candidate = item[2]
+                if candidate is not None and not await self._block_found(candidate):
+                    # Never answer true for a block that is not durably recorded: the miner
+                    # sees the error (and the operator the log) instead of a silent loss.
+                    p, share, _ = item
+                    p.session.share_done()
+                    self.stats.sink_errors += 1
+                    self.rejected(p.session, p.req_id, Reject.NOT_RECORDED, share.difficulty)
+                    continue
+                kept.append(item)
+            accepted = kept
             shares = [share for _, share, _ in accepted]
             outcomes: list[BaseException | None]
             put_many = getattr(self.sink, "put_many", None)
@@ -576,22 +587,29 @@ class StratumServer:
                 if not session.closed:
                     session.record_accepted(share.difficulty, now)
         finally:
-            self._inflight -= len(accepted)
+            self._inflight -= len(accepted_all)
             if self._inflight == 0 and not self._pending:
                 self._drained.set()
 
-    async def _block_found(self, candidate: BlockCandidate) -> None:
+    async def _block_found(self, candidate: BlockCandidate) -> bool:
+        """Hand the block to the block sink; False if it could not be recorded durably."""
         if self.block_sink is None:
             log.error(
                 "no block sink configured: block %s at height %d is NOT submitted",
                 candidate.block_hash[::-1].hex(),
                 candidate.job.height,
             )
-            return
+            return True
         try:
             await self.block_sink.block_found(candidate)
         except Exception:
-            log.exception("block sink failed for block %s", candidate.block_hash[::-1].hex())
+            log.exception(
+                "block sink failed: block %s at height %d NOT recorded; share rejected",
+                candidate.block_hash[::-1].hex(),
+                candidate.job.height,
+            )
+            return False
+        return True
 
     # ---- housekeeping ----------------------------------------------------------------------
 

@@ -151,3 +151,42 @@ async def test_fixture_submit_is_flagged_as_block(case_name):
     finally:
         await c.close()
         await server.shutdown()
+
+
+async def test_block_that_cannot_be_recorded_is_not_acknowledged():
+    """A block candidate the block sink fails to persist is answered with an error, never true."""
+    from tests.conftest import load_fixture
+
+    class FailingBlockSink:
+        calls = 0
+
+        async def block_found(self, candidate):
+            FailingBlockSink.calls += 1
+            raise OSError("disk full")
+
+    case = load_fixture("solved_block_case_empty_mempool.json")
+    en1 = bytes.fromhex(case["extranonce1"])
+    alloc = ExtranonceAllocator(
+        size=4, node_id=en1[0], first_counter=int.from_bytes(en1[1:], "big")
+    )
+    server, port, sink, _ = await start_server(
+        job=fixture_job(case), extranonces=alloc, extranonce2_size=len(case["extranonce2"]) // 2
+    )
+    server.block_sink = FailingBlockSink()
+    c = await StratumClient.connect("127.0.0.1", port)
+    try:
+        await c.cpuminer("pool.fixture")
+        notified = await c.wait_job()
+        sub = case["submit"]
+        reply = await c.request(
+            "mining.submit",
+            ["pool.fixture", notified.job_id, case["extranonce2"], sub["ntime"], sub["nonce"]],
+        )
+        assert reply["result"] is not True
+        assert reply["error"][0] == 20 and "could not be recorded" in reply["error"][1]
+        assert FailingBlockSink.calls == 1
+        assert sink.shares == []  # not journaled either: the miner was told to resubmit
+        assert server.stats.sink_errors == 1
+    finally:
+        await c.close()
+        await server.shutdown()
