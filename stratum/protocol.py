@@ -1,19 +1,61 @@
-"""Stratum V1 wire format: line framing and JSON-RPC 1.0 encode/decode (orjson).
+"""Stratum V1 wire format: line framing and JSON-RPC 1.0 encode/decode.
 
-Pure functions and a small line splitter; no sockets here. Every reply carries ``id`` (with the
-type the client sent), ``result`` and ``error``; errors are ``[code, "message", null]``. Decoding
-never raises anything but ``ProtocolError`` whose message is safe to show to a client.
+Pure functions and a small line splitter; no sockets here. JSON goes through orjson when it is
+installed (the fast path, a dependency of the package); without it the standard library's
+``json`` stands in, held to orjson's strictness (strict UTF-8, no NaN/Infinity, bounded depth)
+so ``stratum`` still runs on the standard library alone (DESIGN.md).
+
+Every reply carries ``id`` (with the type the client sent), ``result`` and ``error``; errors are
+``[code, "message", null]``. Decoding never raises anything but ``ProtocolError`` whose message
+is safe to show to a client.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
+_STDLIB_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
-_dumps = orjson.dumps
-_loads = orjson.loads
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+_STDLIB_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def stdlib_dumps(obj: Any) -> bytes:
+    """Compact JSON as bytes (non-ASCII escaped, so any decoded string can be echoed)."""
+    return _STDLIB_ENCODER.encode(obj).encode("ascii")
+
+
+def stdlib_loads(data: bytes) -> Any:
+    """``json`` with orjson's refusals; every failure is a ``json.JSONDecodeError``."""
+    try:
+        return _STDLIB_DECODER.decode(data.decode("utf-8"))
+    except json.JSONDecodeError:
+        raise
+    except UnicodeDecodeError:
+        raise json.JSONDecodeError("str is not valid UTF-8", "", 0) from None
+    except RecursionError:
+        raise json.JSONDecodeError("depth limit exceeded", "", 0) from None
+    except ValueError as exc:  # NaN/Infinity, an integer beyond the int-string limit
+        raise json.JSONDecodeError(str(exc), "", 0) from None
+
+
+_dumps: Callable[[Any], bytes]
+_loads: Callable[[bytes], Any]
+try:
+    import orjson
+except ImportError:  # pragma: no cover - exercised in a subprocess by the tests
+    _dumps, _loads = stdlib_dumps, stdlib_loads
+    BACKEND = "json"
+else:
+    _dumps, _loads = orjson.dumps, orjson.loads
+    BACKEND = "orjson"
 
 
 class ProtocolError(ValueError):
@@ -81,7 +123,7 @@ def decode_request(line: bytes) -> Request:
     """Parse one line into a Request. Raises ProtocolError naming the field and the reason."""
     try:
         msg = _loads(line)
-    except orjson.JSONDecodeError as exc:
+    except json.JSONDecodeError as exc:  # orjson's error is a subclass
         raise ProtocolError(f"invalid JSON: {exc.msg}", fatal=True, label="invalid_json") from None
     if not isinstance(msg, dict):
         raise ProtocolError("request must be a JSON object", fatal=True, label="invalid_json")
