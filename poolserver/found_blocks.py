@@ -12,9 +12,9 @@ BlockStatus        ``found_blocks.status``
 PENDING            ``pending`` (replayed at startup)
 ACCEPTED           ``accepted``
 REJECTED           ``rejected``
-INCONCLUSIVE       ``orphaned`` with ``data["submit"] = "inconclusive"``: valid but not on the
-                   node's best chain. The payout service keeps asking the chain about it, so it
-                   is allocated and credited should it ever join the main chain.
+INCONCLUSIVE       ``inconclusive``: valid but not on the node's best chain (undecided). The
+                   payout service keeps asking the chain about it, so it is allocated and
+                   credited should it join the main chain, and marked ``orphaned`` if not.
 =================  ========================================================================
 
 ``DurableFoundBlockStore`` is what the pool runs with. Decision: a found block must survive a
@@ -48,7 +48,7 @@ DB_STATUS = {
     BlockStatus.PENDING: "pending",
     BlockStatus.ACCEPTED: "accepted",
     BlockStatus.REJECTED: "rejected",
-    BlockStatus.INCONCLUSIVE: "orphaned",
+    BlockStatus.INCONCLUSIVE: "inconclusive",
 }
 
 

@@ -6,9 +6,9 @@ their inputs from the database, the register and the chain, and stores what they
 ``poolserver payouts run-once``), does in order:
 
 1. **Import** found blocks written to the JSONL fallback while the database was down.
-2. **Allocate** every found block the nodes took (``accepted``; also ``orphaned``, i.e. an
-   ``inconclusive`` submission, in case it joins the main chain) that has none yet and was found
-   at least ``allocation_delay_s`` ago, and only while this machine's share spool is empty
+2. **Allocate** every found block the nodes took (``accepted``; also ``inconclusive``, stored
+   off the best chain, in case it joins the main chain, and ``orphaned``) that has none yet and
+   was found at least ``allocation_delay_s`` ago, and only while this machine's share spool is empty
    (shares acked during a database outage are all in the database): PPLNS window ``k × D``
    with ``D`` exactly from the block header's ``bits``, shares (and hourly rollups) from the
    journal, suspensions from the register (license not active → no credit), the fee in force
@@ -92,7 +92,7 @@ log = logging.getLogger(__name__)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 LOCK_KEY = 0x71617A7061796F75  # "qazpayou": pg_advisory_lock key of the payout service
-ALLOCATABLE = ("accepted", "orphaned")
+ALLOCATABLE = ("accepted", "inconclusive", "orphaned")
 RPC_INVALID_ADDRESS_OR_KEY = -5  # getblock: "Block not found"
 
 

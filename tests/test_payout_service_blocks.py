@@ -68,14 +68,14 @@ async def test_rejected_and_inconclusive_recorded(engine):
     (bad,) = await submitter.drain()
     row = await store.repo.get(bad.block.block_hash)
     assert (row.status, row.verdict) == ("rejected", "embedded: high-hash")
-    # a valid block on a stale tip: inconclusive -> stored as orphaned, submit=inconclusive
+    # a valid block on a stale tip: inconclusive (undecided, not orphaned), submit=inconclusive
     stale = _candidate(chain)
     chain.generatetoaddress(1, "bcrt1qevygvgrhdgvkfdh7gzw2a9xzlcdjzdgqn2gwua")
     await submitter.block_found(stale)
     (late,) = await submitter.drain()
     assert late.status is BlockStatus.INCONCLUSIVE
     row = await store.repo.get(late.block.block_hash)
-    assert (row.status, row.data["submit"]) == ("orphaned", "inconclusive")
+    assert (row.status, row.data["submit"]) == ("inconclusive", "inconclusive")
 
 
 async def test_pending_block_is_replayed(engine):

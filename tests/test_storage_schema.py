@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import text
 
 from poolserver.cli import main
@@ -103,3 +106,52 @@ def test_bad_url_is_a_clear_config_error(tmp_path, capsys):
     conf.write_text('[storage]\nurl = "mysql://x@y/z"\n')
     assert main(["--config", str(conf), "db", "current"]) == 2
     assert "storage.url" in capsys.readouterr().err
+
+
+async def test_0003_inconclusive_blocks_migrated_with_referencing_rows(empty_db_url):
+    """0002 stored an inconclusive submission as ``orphaned``; 0003 gives it its own status.
+    On SQLite the constraint change rebuilds ``found_blocks`` while allocations and ledger
+    entries reference it: the rebuild must keep them and leave foreign keys enforced."""
+    engine = create_engine(empty_db_url)
+    try:
+        assert await schema.upgrade(engine, "0002_register") == ("0002_register",)
+        t = datetime(2026, 11, 25, tzinfo=UTC)
+        blocks = sa.table("found_blocks", *(sa.column(c) for c in (
+            "id", "block_hash", "height", "prevhash", "account", "worker", "job_id", "block_hex",
+            "coinbase_value", "bits", "status", "verdict", "confirmations")),
+            sa.column("found_at", sa.DateTime(timezone=True)),
+            sa.column("updated_at", sa.DateTime(timezone=True)), sa.column("data", sa.JSON()))
+        allocations = sa.table("block_allocations", *(sa.column(c) for c in (
+            "block_id", "inputs_hash", "canonical", "policy", "reward", "pool_fee")),
+            sa.column("created_at", sa.DateTime(timezone=True)))
+        async with engine.begin() as conn:
+            await conn.execute(blocks.insert(), [
+                dict(id=bid, block_hash=f"{bid:064x}", height=bid, prevhash="0" * 64,
+                     account="alice", worker="rig", job_id="j", block_hex="00",
+                     coinbase_value=5_000_000_000, bits=0x207FFFFF, status=status, verdict="",
+                     confirmations=0, found_at=t, updated_at=t, data={"submit": submit})
+                for bid, status, submit in [(1, "orphaned", "inconclusive"),
+                                            (2, "orphaned", "accepted"),
+                                            (3, "accepted", "accepted")]])
+            await conn.execute(allocations.insert().values(
+                block_id=1, inputs_hash="x", canonical=b"x", policy="full", reward=1, pool_fee=0,
+                created_at=t))
+        assert await schema.upgrade(engine) == schema.heads()
+        await schema.check_schema(engine)
+        async with engine.begin() as conn:
+            statuses = (await conn.execute(
+                text("SELECT id, status FROM found_blocks ORDER BY id"))).all()
+            assert [tuple(r) for r in statuses] == [
+                (1, "inconclusive"), (2, "orphaned"), (3, "accepted")]
+            kept = (await conn.execute(text("SELECT block_id FROM block_allocations"))).all()
+            assert [r[0] for r in kept] == [1]
+            with pytest.raises(Exception, match=r"(?i)check|constraint"):
+                async with conn.begin_nested():
+                    await conn.execute(text("UPDATE found_blocks SET status = 'lost'"))
+            if engine.dialect.name == "sqlite":
+                assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar_one() == 1
+                with pytest.raises(Exception, match=r"(?i)foreign key"):
+                    async with conn.begin_nested():
+                        await conn.execute(text("DELETE FROM found_blocks WHERE id = 1"))
+    finally:
+        await engine.dispose()

@@ -111,7 +111,9 @@ class FoundBlock(Base):
     # bits of the block's target; the network difficulty is derived exactly from it.
     bits: Mapped[int] = mapped_column(BigInteger)
     found_at: Mapped[datetime]
-    # pending (persisted, not yet accepted by a node) -> accepted | rejected; later orphaned
+    # pending (persisted, not yet accepted by a node) -> accepted | rejected | inconclusive
+    # (valid, stored off the node's best chain: undecided); the chain later moves accepted and
+    # inconclusive blocks to accepted | orphaned
     status: Mapped[str] = mapped_column(String(16), default="pending")
     verdict: Mapped[str] = mapped_column(Text, default="")
     confirmations: Mapped[int] = mapped_column(Integer, default=0)
@@ -120,7 +122,8 @@ class FoundBlock(Base):
 
     __table_args__ = (
         CheckConstraint(
-            "status IN ('pending', 'accepted', 'rejected', 'orphaned')", name="status"
+            "status IN ('pending', 'accepted', 'rejected', 'inconclusive', 'orphaned')",
+            name="status",
         ),
     )
 

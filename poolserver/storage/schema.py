@@ -59,8 +59,26 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> tuple[str, ...
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 
-    async with engine.begin() as conn:
-        await conn.run_sync(run)
+    async with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            # SQLite rebuilds a table to change a constraint (Alembic batch mode): with foreign
+            # keys enforced, dropping the old table fails while other tables reference its rows.
+            # SQLite's documented procedure: keys off outside the transaction, check before
+            # commit, keys on again (the pragma is a no-op inside a transaction).
+            await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            await conn.commit()
+        try:
+            async with conn.begin():
+                await conn.run_sync(run)
+                if sqlite:
+                    broken = (await conn.exec_driver_sql("PRAGMA foreign_key_check")).all()
+                    if broken:
+                        raise SchemaError(f"migration left dangling foreign keys: {broken[:5]}")
+        finally:
+            if sqlite:
+                await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                await conn.commit()
     return await current(engine)
 
 
