@@ -40,16 +40,16 @@ from poolserver.config import Config, ConfigError
 from poolserver.node import RpcError, RpcMethodNotFound
 from stratum.address import address_to_script
 from stratum.coinbase import add_witness_reserved_value, bip34_height_push, build_coinbase
+from stratum.difficulty import DIFF1, target_from_nbits
 from stratum.hashcore import sha256d
 from stratum.merkle import ZERO32, find_witness_commitment, merkle_root, witness_commitment_script
-from stratum.template import bits_to_target, target_to_bits
+from stratum.template import target_to_bits
 from stratum.tx import DecodeError, Tx, TxIn, TxOut, parse_block, varint
 
 log = logging.getLogger(__name__)
 
 REGTEST_BITS = 0x207FFFFF
-POW_LIMIT = bits_to_target(REGTEST_BITS)
-DIFF1 = 0xFFFF << 208
+POW_LIMIT = target_from_nbits(REGTEST_BITS)
 COIN = 100_000_000
 COINBASE_MATURITY = 100
 # bitcoind regtest genesis block (chainparams.cpp): the chain's block 0.
@@ -88,7 +88,7 @@ def embedded_bits(config: Config) -> int:
     if config.chain.bits:
         try:
             bits = int(config.chain.bits, 16)
-            bits_to_target(bits)
+            target_from_nbits(bits)
         except ValueError:
             raise ConfigError(f"chain.bits: {config.chain.bits!r} is not hex nBits") from None
         return bits
@@ -165,9 +165,11 @@ class EmbeddedChain:
         if network not in HALVING_INTERVAL:
             raise EmbeddedChainError(f"unknown network {network!r} for the embedded chain")
         try:
-            target = bits_to_target(bits)
-        except ValueError as exc:
-            raise EmbeddedChainError(str(exc)) from None
+            target = target_from_nbits(bits)
+        except ValueError as exc:  # negative or beyond 256 bits
+            raise EmbeddedChainError(
+                f"bits {bits:08x} is outside regtest's pow limit: {exc}"
+            ) from None
         if not 0 < target <= POW_LIMIT:
             raise EmbeddedChainError(f"bits {bits:08x} is outside regtest's pow limit")
         if mempool_tx_count < 0:
@@ -348,7 +350,7 @@ class EmbeddedChain:
         }
 
     def _chainwork(self) -> int:
-        return sum((1 << 256) // (bits_to_target(self.blocks[h].bits) + 1) for h in self.main)
+        return sum((1 << 256) // (target_from_nbits(self.blocks[h].bits) + 1) for h in self.main)
 
     def getblockchaininfo(self) -> dict[str, Any]:
         tip = self.tip
@@ -406,8 +408,8 @@ class EmbeddedChain:
             "time": b.time,
             "nonce": int.from_bytes(b.header[76:80], "little"),
             "bits": f"{b.bits:08x}",
-            "target": f"{bits_to_target(b.bits):064x}",
-            "difficulty": DIFF1 / bits_to_target(b.bits),
+            "target": f"{target_from_nbits(b.bits):064x}",
+            "difficulty": DIFF1 / target_from_nbits(b.bits),
             "nTx": len(b.txids),
             "previousblockhash": _display(b.prev),
             "size": b.size,
@@ -484,7 +486,7 @@ class EmbeddedChain:
         if h in self.invalid:
             return "duplicate-invalid"
         # CheckBlockHeader / CheckBlock (context-free)
-        if not trusted and int.from_bytes(h, "little") > bits_to_target(block.bits):
+        if not trusted and int.from_bytes(h, "little") > target_from_nbits(block.bits):
             return "high-hash"
         txids = [t.txid for t in block.txs]
         if merkle_root(txids) != block.merkle_root:

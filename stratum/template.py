@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from stratum.difficulty import target_from_nbits
 from stratum.hashcore import sha256d
 from stratum.interfaces import BlockTemplate, TemplateTx
 from stratum.merkle import witness_commitment_script
@@ -23,17 +24,6 @@ class TemplateError(ValueError):
         super().__init__(f"getblocktemplate field {field!r}: {reason}")
         self.field = field
         self.reason = reason
-
-
-def bits_to_target(bits: int) -> int:
-    """Compact nBits → 256-bit target (consensus ``SetCompact``; sign bit refused)."""
-    exponent = bits >> 24
-    mantissa = bits & 0x007FFFFF
-    if bits & 0x00800000:
-        raise ValueError(f"nbits {bits:08x} has the sign bit set")
-    if exponent <= 3:
-        return mantissa >> (8 * (3 - exponent))
-    return mantissa << (8 * (exponent - 3))
 
 
 def target_to_bits(target: int) -> int:
@@ -122,9 +112,11 @@ def parse_template(
         raise TemplateError("bits", "missing")
     bits = int.from_bytes(_hex(gbt["bits"], "bits", 4), "big")
     try:
-        target = bits_to_target(bits)
-    except ValueError as exc:
+        target = target_from_nbits(bits)
+    except ValueError as exc:  # negative or beyond 256 bits (consensus ``SetCompact``)
         raise TemplateError("bits", str(exc)) from None
+    if target == 0:
+        raise TemplateError("bits", f"{bits:08x} encodes a zero target")
     if "target" in gbt:
         given = int.from_bytes(_hex(gbt["target"], "target", 32), "big")
         if given != target:

@@ -13,6 +13,7 @@ from stratum.coinbase import (
     build_coinbase,
     decode_bip34_height,
 )
+from stratum.difficulty import target_from_nbits
 from stratum.hashcore import sha256d
 from stratum.merkle import (
     coinbase_branch,
@@ -22,7 +23,7 @@ from stratum.merkle import (
     witness_commitment_script,
     witness_root,
 )
-from stratum.template import bits_to_target, target_to_bits
+from stratum.template import target_to_bits
 from stratum.tx import DecodeError, parse_block, parse_tx, varint
 from tests.conftest import load_fixture, stratum_vectors
 
@@ -127,12 +128,12 @@ def test_block_parse_round_trip_fixture():
 
 def test_nbits_target_conversions():
     v = stratum_vectors()["difficulty_and_nbits"]
-    assert bits_to_target(0x1D00FFFF) == int(v["diff1_target_hex"], 16)
-    assert bits_to_target(0x207FFFFF) == int("7fffff" + "00" * 29, 16)
+    assert target_from_nbits(0x1D00FFFF) == int(v["diff1_target_hex"], 16)
+    assert target_from_nbits(0x207FFFFF) == int("7fffff" + "00" * 29, 16)
     for bits in (0x1D00FFFF, 0x207FFFFF, 0x192495F8, 0x1705AE3A):
-        assert target_to_bits(bits_to_target(bits)) == bits
+        assert target_to_bits(target_from_nbits(bits)) == bits
     with pytest.raises(ValueError, match="sign bit"):
-        bits_to_target(0x1D80FFFF)
+        target_from_nbits(0x1D80FFFF)
 
 
 @given(

@@ -18,10 +18,11 @@ from poolserver.embedded_chain import (
 )
 from poolserver.node import RpcError, RpcMethodNotFound
 from stratum.address import address_to_script
+from stratum.difficulty import target_from_nbits
 from stratum.hashcore import header_hash, sha256d
 from stratum.jobs import JobBuilder, assemble_block, coinbase_tx
 from stratum.merkle import fold_branch
-from stratum.template import bits_to_target, parse_template
+from stratum.template import parse_template
 from tests.conftest import load_fixture
 
 ADDR = "bcrt1qevygvgrhdgvkfdh7gzw2a9xzlcdjzdgqn2gwua"
@@ -202,7 +203,7 @@ def test_halving_every_150_blocks_and_maturity():
 
 def test_configurable_difficulty():
     bits = bits_for_shares(300, 1e-8)
-    target = bits_to_target(bits)
+    target = target_from_nbits(bits)
     assert abs(DIFF1 / target / 3e-6 - 1) < 1e-4  # network difficulty = 300 * share difficulty
     chain = _chain(bits=bits)
     assert chain.getblocktemplate()["bits"] == f"{bits:08x}"

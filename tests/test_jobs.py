@@ -158,6 +158,9 @@ def test_template_commitment_mismatch_is_refused():
         ("coinbasevalue", -1, "outside"),
         ("previousblockhash", "zz", "hex"),
         ("bits", "207fff", "4 bytes"),
+        ("bits", "2201ffff", "overflows 256 bits"),  # refused on bits, not later on target
+        ("bits", "1d80ffff", "sign bit"),
+        ("bits", "1d000000", "zero"),
         ("target", "00" * 32, "does not match"),
         ("curtime", 1, "before mintime"),
         ("transactions", {}, "list"),
