@@ -332,23 +332,21 @@ class PayoutService:
                         self._spool.dir)  # fmt: skip
             report.errors.append("allocation deferred: share spool not replayed yet")
             return
-        frozen = {a.block.block_hash for a in await self.allocations.all()}
-        for status in ALLOCATABLE:
-            for row in await self.blocks.with_status(status):
-                if row.block_hash in frozen or row.found_at > ready:
-                    continue
-                try:
-                    allocation = await self.compute_allocation(row)
-                    await self.allocations.freeze(allocation)
-                except Exception as exc:
-                    log.error("block %s: allocation failed, retried next tick: %s",
-                              row.block_hash, exc)  # fmt: skip
-                    report.errors.append(f"allocate {row.block_hash[:16]}: {exc}")
-                    continue
-                report.allocated.append(row.block_hash)
-                log.warning("block %s height %d allocated (%s, %d miner(s), inputs %s)",
-                            row.block_hash, row.height, allocation.outcome.value,
-                            len(allocation.lines), allocation.inputs_hash[:16])  # fmt: skip
+        for row in await self.blocks.unallocated(ALLOCATABLE):
+            if row.found_at > ready:
+                continue
+            try:
+                allocation = await self.compute_allocation(row)
+                await self.allocations.freeze(allocation)
+            except Exception as exc:
+                log.error("block %s: allocation failed, retried next tick: %s",
+                          row.block_hash, exc)  # fmt: skip
+                report.errors.append(f"allocate {row.block_hash[:16]}: {exc}")
+                continue
+            report.allocated.append(row.block_hash)
+            log.warning("block %s height %d allocated (%s, %d miner(s), inputs %s)",
+                        row.block_hash, row.height, allocation.outcome.value,
+                        len(allocation.lines), allocation.inputs_hash[:16])  # fmt: skip
 
     async def chain_status(self, block_hash: str) -> ChainStatus | None:
         try:
@@ -363,18 +361,12 @@ class PayoutService:
         return ChainStatus(block_hash, in_main_chain=conf > 0, confirmations=max(conf, 0))
 
     async def update_chain(self, report: TickReport) -> None:
-        allocations = {a.block.block_hash: a for a in await self.allocations.all()}
-        if not allocations:
-            return
-        horizon = 2 * self.cfg.maturity_confirmations
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(
-                select(FoundBlock.block_hash, FoundBlock.status, FoundBlock.confirmations)
-                .where(FoundBlock.block_hash.in_(list(allocations))))).all()  # fmt: skip
+        # blocks deeper than the horizon are settled: neither read nor asked about again
+        undecided = await self.allocations.undecided(2 * self.cfg.maturity_confirmations)
+        allocations = {a.block.block_hash: a for a, _, _ in undecided}
         statuses: dict[str, ChainStatus] = {}
-        for block_hash, status, confirmations in rows:
-            if status == "accepted" and confirmations >= horizon:
-                continue
+        for allocation, status, confirmations in undecided:
+            block_hash = allocation.block.block_hash
             try:
                 st = await self.chain_status(block_hash)
             except Exception as exc:
@@ -397,8 +389,7 @@ class PayoutService:
                                 updated_at=datetime.now(UTC)))  # fmt: skip
         if not statuses:
             return
-        existing = [e for e in await self.ledger.entries()
-                    if e.kind in (EntryKind.CREDIT, EntryKind.REVERSAL)]  # fmt: skip
+        existing = await self.ledger.block_entries(list(statuses))
         new = block_entries([allocations[h] for h in statuses], statuses, existing,
                             self.cfg.maturity_confirmations)  # fmt: skip
         if new:

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from payouts.allocation import allocate
 from payouts.fees import FeePolicy, FeeSchedule
-from payouts.ledger import balances, credit_entries
+from payouts.ledger import EntryKind, LedgerEntry, balances, credit_entries
 from payouts.payments import PaymentStatus, PayoutParams, plan_payments, record_broadcast
 from payouts.pplns import compute_window
 from payouts.types import BlockRecord, ShareRecord
@@ -155,6 +155,29 @@ async def test_ledger_is_append_only_and_idempotent(engine):
     assert await ledger.entries() == list(entries)
     assert await ledger.balances() == balances(entries)
     assert sum((await ledger.balances()).values()) == alloc.block.reward_sats
+
+
+async def test_ledger_block_entries_reads_only_the_asked_blocks(engine):
+    """The payout service reads the credits/reversals of the blocks it checks, by the stored
+    block's id, not the whole ledger."""
+    found = T0 + timedelta(hours=1)
+    await add_block(engine, found)
+    other = "00" * 31 + "cd"
+    await FoundBlocks(engine).add(block_hash=other, height=101, prevhash="11" * 32,
+                                  account="m1", worker="rig", job_id="20", block_hex="00",
+                                  coinbase_value=1, bits=0x207FFFFF, found_at=found)
+    ledger = Ledger(engine)
+    mine = [LedgerEntry(f"credit:{HASH}:0:m1", EntryKind.CREDIT, "m1", 10, block_hash=HASH),
+            LedgerEntry(f"reversal:{HASH}:0:m1", EntryKind.REVERSAL, "m1", -10,
+                        block_hash=HASH)]
+    theirs = [LedgerEntry(f"credit:{other}:0:m1", EntryKind.CREDIT, "m1", 5, block_hash=other),
+              LedgerEntry("payment:b1:m1", EntryKind.PAYMENT, "m1", -3, batch_id="b1")]
+    await ledger.append([mine[0], *theirs])
+    await ledger.append([mine[1]])
+    assert await ledger.block_entries([HASH]) == mine
+    assert await ledger.block_entries([HASH, other]) == [mine[0], theirs[0], mine[1]]
+    assert await ledger.block_entries([]) == []
+    assert await ledger.balances() == {"m1": 2}
 
 
 async def test_payment_outbox_round_trip(engine):

@@ -108,10 +108,11 @@ def test_bad_url_is_a_clear_config_error(tmp_path, capsys):
     assert "storage.url" in capsys.readouterr().err
 
 
-async def test_0003_inconclusive_blocks_migrated_with_referencing_rows(empty_db_url):
+async def test_0003_0004_migrate_rows_written_by_0002(empty_db_url):
     """0002 stored an inconclusive submission as ``orphaned``; 0003 gives it its own status.
     On SQLite the constraint change rebuilds ``found_blocks`` while allocations and ledger
-    entries reference it: the rebuild must keep them and leave foreign keys enforced."""
+    entries reference it: the rebuild must keep them and leave foreign keys enforced. 0004 fills
+    ``ledger_entries.block_id`` of old credits from ``data["block_hash"]``."""
     engine = create_engine(empty_db_url)
     try:
         assert await schema.upgrade(engine, "0002_register") == ("0002_register",)
@@ -136,6 +137,13 @@ async def test_0003_inconclusive_blocks_migrated_with_referencing_rows(empty_db_
             await conn.execute(allocations.insert().values(
                 block_id=1, inputs_hash="x", canonical=b"x", policy="full", reward=1, pool_fee=0,
                 created_at=t))
+            # before 0004 credits were stored without their block id (hash in data only)
+            await conn.execute(sa.table("ledger_entries", *(sa.column(c) for c in (
+                "entry_key", "account", "kind", "amount")),
+                sa.column("created_at", sa.DateTime(timezone=True)),
+                sa.column("data", sa.JSON())).insert().values(
+                entry_key="credit:1:0:alice", account="alice", kind="credit", amount=1,
+                created_at=t, data={"block_hash": f"{1:064x}", "generation": 0}))
         assert await schema.upgrade(engine) == schema.heads()
         await schema.check_schema(engine)
         async with engine.begin() as conn:
@@ -145,6 +153,8 @@ async def test_0003_inconclusive_blocks_migrated_with_referencing_rows(empty_db_
                 (1, "inconclusive"), (2, "orphaned"), (3, "accepted")]
             kept = (await conn.execute(text("SELECT block_id FROM block_allocations"))).all()
             assert [r[0] for r in kept] == [1]
+            backfilled = (await conn.execute(text("SELECT block_id FROM ledger_entries"))).all()
+            assert [r[0] for r in backfilled] == [1]
             with pytest.raises(Exception, match=r"(?i)check|constraint"):
                 async with conn.begin_nested():
                     await conn.execute(text("UPDATE found_blocks SET status = 'lost'"))

@@ -186,7 +186,8 @@ class LedgerEntry(Base):
     account: Mapped[str] = mapped_column(String(128), index=True)
     kind: Mapped[str] = mapped_column(String(32))
     amount: Mapped[int] = mapped_column(BigInteger)  # signed satoshis
-    block_id: Mapped[int | None] = mapped_column(ForeignKey("found_blocks.id"))
+    # the stored block of a credit / reversal (its hash is also in data["block_hash"])
+    block_id: Mapped[int | None] = mapped_column(ForeignKey("found_blocks.id"), index=True)
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))
     created_at: Mapped[datetime]
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

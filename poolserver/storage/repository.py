@@ -197,6 +197,20 @@ class FoundBlocks:
                 )
             ).first()
 
+    async def unallocated(self, statuses: Sequence[str]) -> list[Any]:
+        """Blocks in one of ``statuses`` that have no frozen allocation yet, oldest first."""
+        async with self.engine.connect() as conn:
+            return list(
+                (
+                    await conn.execute(
+                        select(FoundBlock.__table__)
+                        .outerjoin(BlockAllocation, BlockAllocation.block_id == FoundBlock.id)
+                        .where(FoundBlock.status.in_(statuses), BlockAllocation.id.is_(None))
+                        .order_by(FoundBlock.id)
+                    )
+                ).all()
+            )
+
     async def with_status(self, status: str) -> list[Any]:
         async with self.engine.connect() as conn:
             return list(
@@ -280,6 +294,22 @@ class Allocations:
             ).first()
         return None if row is None else Allocation.from_bytes(bytes(row[0]))
 
+    async def undecided(self, horizon: int) -> list[tuple[Allocation, str, int]]:
+        """Allocated blocks the chain may still change: (allocation, status, confirmations) of
+        every one not ``accepted`` with at least ``horizon`` confirmations, oldest first."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(BlockAllocation.canonical, FoundBlock.status, FoundBlock.confirmations)
+                    .join(FoundBlock, FoundBlock.id == BlockAllocation.block_id)
+                    .where(
+                        (FoundBlock.status != "accepted") | (FoundBlock.confirmations < horizon)
+                    )
+                    .order_by(BlockAllocation.id)
+                )
+            ).all()
+        return [(Allocation.from_bytes(bytes(c)), st, conf) for c, st, conf in rows]
+
     async def all(self) -> list[Allocation]:
         async with self.engine.connect() as conn:
             rows = (
@@ -288,13 +318,13 @@ class Allocations:
         return [Allocation.from_bytes(bytes(r[0])) for r in rows]
 
 
-def _entry_row(e: LedgerRecord, created: datetime) -> dict[str, Any]:
+def _entry_row(e: LedgerRecord, created: datetime, block_ids: Mapping[str, int]) -> dict[str, Any]:
     return dict(
         entry_key=e.entry_id,
         account=e.account,
         kind=e.kind.value,
         amount=e.amount_sats,
-        block_id=None,
+        block_id=block_ids.get(e.block_hash) if e.block_hash else None,
         payment_id=None,
         created_at=created,
         data={"block_hash": e.block_hash, "batch_id": e.batch_id, "generation": e.generation},
@@ -317,9 +347,18 @@ def _entry_record(row: Any) -> LedgerRecord:
 async def _append(conn: AsyncConnection, entries: Sequence[LedgerRecord]) -> None:
     if entries:
         now = _now()
+        hashes = sorted({e.block_hash for e in entries if e.block_hash})
+        block_ids: dict[str, int] = {}
+        if hashes:
+            rows = await conn.execute(
+                select(FoundBlock.block_hash, FoundBlock.id).where(
+                    FoundBlock.block_hash.in_(hashes)
+                )
+            )
+            block_ids = {h: i for h, i in rows.all()}
         await conn.execute(
             _insert_ignore(conn, LedgerEntry.__table__, ["entry_key"]),
-            [_entry_row(e, now) for e in entries],
+            [_entry_row(e, now, block_ids) for e in entries],
         )
 
 
@@ -344,6 +383,25 @@ class Ledger:
         async with self.engine.connect() as conn:
             rows = (
                 await conn.execute(select(LedgerEntry.__table__).order_by(LedgerEntry.id))
+            ).all()
+        return [_entry_record(r) for r in rows]
+
+    async def block_entries(self, block_hashes: Sequence[str]) -> list[LedgerRecord]:
+        """The credit and reversal entries of these stored blocks (by the indexed ``block_id``),
+        in append order: what ``payouts.ledger.block_entries`` needs, without the rest."""
+        if not block_hashes:
+            return []
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(LedgerEntry.__table__)
+                    .join(FoundBlock, FoundBlock.id == LedgerEntry.block_id)
+                    .where(
+                        FoundBlock.block_hash.in_(list(block_hashes)),
+                        LedgerEntry.kind.in_([EntryKind.CREDIT.value, EntryKind.REVERSAL.value]),
+                    )
+                    .order_by(LedgerEntry.id)
+                )
             ).all()
         return [_entry_record(r) for r in rows]
 
