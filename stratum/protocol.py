@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from stratum.difficulty import format_difficulty
+
 _STDLIB_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
@@ -158,16 +160,14 @@ def notification(method: str, params: list[Any]) -> bytes:
 _TRUE_TAIL = b',"result":true,"error":null}\n'
 
 
-def true_reply(req_id: Any) -> bytes:
-    if type(req_id) is int:
-        return b'{"id":' + str(req_id).encode() + _TRUE_TAIL
-    return b'{"id":' + _dumps(req_id) + _TRUE_TAIL
-
-
 def _splice_id(req_id: Any, tail: bytes) -> bytes:
     if type(req_id) is int:
         return b'{"id":' + str(req_id).encode() + tail
     return b'{"id":' + _dumps(req_id) + tail
+
+
+def true_reply(req_id: Any) -> bytes:
+    return _splice_id(req_id, _TRUE_TAIL)
 
 
 def error_tail(code: int, message: str) -> bytes:
@@ -180,11 +180,9 @@ def error_reply_cached(req_id: Any, tail: bytes) -> bytes:
 
 
 def set_difficulty(difficulty: float | int) -> bytes:
-    value = int(difficulty) if float(difficulty).is_integer() else difficulty
-    return notification("mining.set_difficulty", [value])
+    return notification("mining.set_difficulty", [format_difficulty(difficulty)])
 
 
 def notify_params_line(params: list[Any]) -> bytes:
     """The ``mining.notify`` line for a job: encode once, write the same bytes to every miner."""
     return notification("mining.notify", params)
-
