@@ -214,7 +214,11 @@ class PoolApp:
             from poolserver.metrics import start_metrics
 
             self.metrics_server, _ = start_metrics(
-                cfg.metrics.host, cfg.metrics.port, self.stats, self._extra_metrics
+                cfg.metrics.host,
+                cfg.metrics.port,
+                self.stats,
+                feed_stats=self.feed.stats,
+                block_stats=self.block_sink.stats,
             )
             addr = self.metrics_server.server_address
             self.metrics_address = (addr[0], addr[1])
@@ -249,20 +253,6 @@ class PoolApp:
         await self.register_policy.start()
         self.policy = self.register_policy
         log.info("mining.authorize: license enforcement ON (miner register)")
-
-    def _extra_metrics(self) -> dict[str, float]:
-        """Gauges from the feed and the block submitter (read from the metrics thread)."""
-        out: dict[str, float] = {}
-        if self.feed is not None:
-            fs = self.feed.stats
-            out["qazpool_node_up"] = float(fs.node_up)
-            out["qazpool_template_fetch_errors"] = float(fs.fetch_errors)
-            out["qazpool_jobs_published"] = float(fs.jobs_published)
-        if self.block_sink is not None and hasattr(self.block_sink, "stats"):
-            bs = self.block_sink.stats
-            out["qazpool_blocks_accepted"] = float(bs.accepted)
-            out["qazpool_blocks_rejected"] = float(bs.rejected)
-        return out
 
     def _on_job(self, job: Job) -> None:
         assert self.server is not None
