@@ -35,9 +35,6 @@ from stratum.vardiff import VardiffConfig
 
 log = logging.getLogger(__name__)
 
-GBT_PARAMS = {"rules": ["segwit"]}
-POLL_INTERVAL_S = 1.0  # prevhash check between refreshes (until longpoll/ZMQ feeds land)
-
 
 def server_settings(config: Config) -> ServerSettings:
     """The Stratum server's settings from the typed config (errors name the option)."""
