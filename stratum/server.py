@@ -35,7 +35,7 @@ from stratum.interfaces import (
     Job,
     ShareSink,
 )
-from stratum.jobs import notify_params
+from stratum.jobs import coinbase_tx, notify_params
 from stratum.session import MAX_JOBS_PER_SESSION, Session
 from stratum.settings import ServerSettings
 from stratum.stats import StratumStats
@@ -70,8 +70,7 @@ def new_loop() -> asyncio.AbstractEventLoop:
 
 def build_header(sub: Submission, extranonce1: bytes, version_mask: int) -> bytes:
     job = sub.job
-    coinbase = job.coinb1 + extranonce1 + sub.extranonce2 + job.coinb2
-    root = hashcore.merkle_root(coinbase, job.branch)
+    root = hashcore.merkle_root(coinbase_tx(job, extranonce1, sub.extranonce2), job.branch)
     version = (job.version & ~version_mask & 0xFFFFFFFF) | (sub.version_bits & version_mask)
     return (
         version.to_bytes(4, "little")
@@ -529,9 +528,7 @@ class StratumServer:
                 )
             accepted.append((p, share, candidate))
         if accepted:
-            task = asyncio.get_running_loop().create_task(self._record(accepted, now_mono))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self.spawn(self._record(accepted, now_mono))
         elif self._inflight == 0:
             self._drained.set()
 
