@@ -243,6 +243,17 @@ class BlockSubmitter:
         return list(await asyncio.gather(*list(self._tasks)))
 
     async def _submit_all(self, block: FoundBlock) -> BlockOutcome:
+        """Submit and settle; never raises (``drain`` runs on shutdown before storage closes)."""
+        try:
+            return await self._submit_and_settle(block)
+        except Exception as exc:  # the store failed after the block was persisted
+            self.stats.unsettled += 1
+            log.error("block %s height %d: found-block store failed (%r); it stays pending and "
+                      "is replayed at the next start", block.block_hash, block.height,
+                      exc)  # fmt: skip
+            return BlockOutcome(block, BlockStatus.PENDING)
+
+    async def _submit_and_settle(self, block: FoundBlock) -> BlockOutcome:
         answers = await asyncio.gather(*(self._submit_one(n, block) for n in self.nodes))
         verdicts = {n.name: v for n, (ok, v) in zip(self.nodes, answers, strict=True) if ok}
         normalized = [None if v == "duplicate" else v for v in verdicts.values()]

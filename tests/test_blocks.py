@@ -206,3 +206,25 @@ async def test_inconclusive_is_not_rejected(tmp_path):
     (outcome,) = await sink.drain()
     assert outcome.status is BlockStatus.INCONCLUSIVE
     assert outcome.verdicts == {"embedded": "inconclusive"}
+
+
+class VerdictsLost(JsonlFoundBlockStore):
+    """A store that keeps the block but cannot write what happened next (disk full)."""
+
+    async def record_verdict(self, block_hash: str, node: str, verdict: str | None) -> None:
+        raise OSError(28, "No space left on device")
+
+
+async def test_store_failure_after_persist_leaves_the_block_pending(tmp_path, caplog):
+    # drain() runs in PoolApp.stop() before the journal and the database are closed: it must
+    # not raise, and the block (already durable) must stay pending for the next start.
+    caplog.set_level(logging.ERROR, logger="poolserver.blocks")
+    chain = _chain()
+    store = VerdictsLost(tmp_path / "b.jsonl")
+    sink = BlockSubmitter(store, [chain])
+    await sink.block_found(_candidate(chain))
+    (outcome,) = await sink.drain()
+    assert outcome.status is BlockStatus.PENDING
+    assert [b.block_hash for b in await store.pending()] == [outcome.block.block_hash]
+    assert sink.stats.unsettled == 1
+    assert any("No space left" in r.getMessage() for r in caplog.records)
