@@ -17,6 +17,12 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
   fi
 fi
+# The C hash core needs the Python headers (Debian: python3-dev), which a bare Python lacks.
+if ! .venv/bin/python -c 'import os, sysconfig; raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
+  echo "bootstrap: Python headers missing; installing Debian's python3-dev" >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-dev gcc >/dev/null
+fi
 stamp=".venv/.qazpool-installed${extras:+-$extras}"
 src_hash=$(cat pyproject.toml setup.py stratum/*.c 2>/dev/null | sha256sum | cut -c1-16 || true)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$src_hash" ] || ! .venv/bin/python -c "import stratum._hashcore" 2>/dev/null; then
