@@ -21,11 +21,11 @@ from poolserver.register.history import parse_fee_percent
 from poolserver.register.iin import validate_iin_bin
 from poolserver.register.licensing import Subtype, parse_subtype
 from poolserver.register.names import validate_account
+from poolserver.register.text import TEXT_MAX, text_field
 from poolserver.register.timeutil import parse_date
 
 R = TypeVar("R")
 MAX_ROWS = 100_000
-TEXT_MAX = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,14 +71,7 @@ class HardwareRow:
 
 
 def text(value: str, field: str, required: bool = True, max_len: int = TEXT_MAX) -> str:
-    value = value.strip()
-    if required and not value:
-        raise RegisterError(field, "must not be empty")
-    if len(value) > max_len:
-        raise RegisterError(field, f"{len(value)} characters, at most {max_len} allowed")
-    if any(not ch.isprintable() for ch in value):
-        raise RegisterError(field, "must not contain control characters or line breaks")
-    return value
+    return text_field(value, field, max_len=max_len, required=required)
 
 
 def positive_int(value: str, field: str) -> int:

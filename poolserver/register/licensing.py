@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from poolserver.register.errors import Conflict, RegisterError
+from poolserver.register.text import text_field
 from poolserver.register.timeutil import add_months, add_months_at, kz_midnight, require_utc, show
 
 LICENSE_YEARS = 3
@@ -93,17 +94,6 @@ class License:
         return next((s for s in self.suspensions if s.covers(at)), None)
 
 
-def _text(value: str, field: str, max_len: int) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise RegisterError(field, "must not be empty")
-    value = value.strip()
-    if len(value) > max_len:
-        raise RegisterError(field, f"{len(value)} characters, at most {max_len} allowed")
-    if any(not ch.isprintable() for ch in value):
-        raise RegisterError(field, "must not contain control characters or line breaks")
-    return value
-
-
 def default_expiry(issued_on: date) -> date:
     return add_months(issued_on, 12 * LICENSE_YEARS)
 
@@ -120,7 +110,7 @@ def new_license(
     number: str, issued_on: date, subtype: Subtype | str, expires_on: date | None = None
 ) -> License:
     """A validated license; ``expires_on`` defaults to issue + 3 years."""
-    number = _text(number, "license.number", NUMBER_MAX)
+    number = text_field(number, "license.number", max_len=NUMBER_MAX)
     if not isinstance(issued_on, date) or isinstance(issued_on, datetime):
         raise RegisterError("license.issued_on", "must be a calendar date")
     sub = subtype if isinstance(subtype, Subtype) else parse_subtype(subtype, "license.subtype")
@@ -141,7 +131,7 @@ def new_suspension(
 ) -> Suspension:
     """A validated suspension of 1 to 6 months (Art. 9(4)); give ``months`` or ``ends_at``."""
     start = require_utc(starts_at, "suspension.starts_at")
-    reason = _text(reason, "suspension.reason", REASON_MAX)
+    reason = text_field(reason, "suspension.reason", max_len=REASON_MAX)
     if (months is None) == (ends_at is None):
         raise RegisterError("suspension", "give either the length in months or the end time")
     if months is not None:

@@ -38,6 +38,7 @@ from poolserver.register.licensing import (
     status_at,
 )
 from poolserver.register.names import validate_account
+from poolserver.register.text import text_field
 from poolserver.register.timeutil import require_utc
 from poolserver.storage.models import FeeRate
 from poolserver.storage.register_models import (
@@ -54,22 +55,10 @@ log = logging.getLogger(__name__)
 
 AUDIT_LOCK_KEY = 0x71617A7265676973  # "qazregis": pg_advisory_xact_lock key of register writers
 BACKDATE_TOLERANCE = timedelta(minutes=5)
-TEXT_MAX = 200
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _text(value: str, field: str, required: bool = True) -> str:
-    value = (value or "").strip()
-    if required and not value:
-        raise RegisterError(field, "must not be empty")
-    if len(value) > TEXT_MAX:
-        raise RegisterError(field, f"{len(value)} characters, at most {TEXT_MAX} allowed")
-    if any(not ch.isprintable() for ch in value):
-        raise RegisterError(field, "must not contain control characters or line breaks")
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +225,7 @@ class RegisterRepository:
     @asynccontextmanager
     async def change(self, who: str) -> AsyncIterator[Tx]:
         """A write transaction; audit entries added through it commit with the change."""
-        who = _text(who, "who")
+        who = text_field(who, "who")
         async with self.sessions() as session:
             async with session.begin():
                 if self._sqlite:
@@ -289,8 +278,8 @@ class RegisterRepository:
     ) -> MinerInfo:
         account = validate_account(account)
         number = validate_iin_bin(iin_bin)
-        legal_name = _text(legal_name, "legal_name")
-        contact = _text(contact, "contact", required=False)
+        legal_name = text_field(legal_name, "legal_name")
+        contact = text_field(contact, "contact", required=False)
         s = tx.session
         if (await s.execute(select(Miner.id).where(Miner.account == account))).first():
             raise Conflict("account", f"account {account} is already registered")
@@ -320,9 +309,9 @@ class RegisterRepository:
             row = await self._miner(tx.session, account)
             old = _miner_json(row)
             if legal_name is not None:
-                row.legal_name = _text(legal_name, "legal_name")
+                row.legal_name = text_field(legal_name, "legal_name")
             if contact is not None:
-                row.contact = _text(contact, "contact", required=False)
+                row.contact = text_field(contact, "contact", required=False)
             new = _miner_json(row)
             if new != old:
                 row.updated_at = tx.at
@@ -446,7 +435,7 @@ class RegisterRepository:
     async def revoke(self, who: str, number: str, at: datetime, reason: str) -> None:
         """Record a revocation (by court, Art. 9(7)) taking effect at ``at``."""
         at = require_utc(at, "revoked_at")
-        reason = _text(reason, "revocation_reason")
+        reason = text_field(reason, "revocation_reason")
         async with self.change(who) as tx:
             row = await self._license(tx.session, number)
             if row.revoked_at is not None:
@@ -566,7 +555,7 @@ class RegisterRepository:
                 FeeRate(
                     effective_from=when,
                     fee_bps=fee_bps,
-                    note=_text(note, "note", False),
+                    note=text_field(note, "note", required=False),
                     created_at=tx.at,
                 )
             )
@@ -624,13 +613,13 @@ class RegisterRepository:
             raise Conflict("serial", f"serial {serial} is already registered to {other}")
         m = RegisteredMachine(
             serial=serial,
-            manufacturer=_text(row.manufacturer, "manufacturer"),
-            model=_text(row.model, "model"),
+            manufacturer=text_field(row.manufacturer, "manufacturer"),
+            model=text_field(row.model, "model"),
             rated_hashrate=rated,
             power_w=row.power_w,
             miner_id=miner.id,
-            data_centre=_text(row.data_centre, "data_centre"),
-            registry_number=_text(row.registry_number, "registry_number", required=False),
+            data_centre=text_field(row.data_centre, "data_centre"),
+            registry_number=text_field(row.registry_number, "registry_number", required=False),
             registry_date=row.registry_date,
             created_at=tx.at,
             updated_at=tx.at,
