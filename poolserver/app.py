@@ -25,6 +25,7 @@ import ssl
 from typing import Any
 
 from poolserver.config import Config
+from stratum import hashcore
 from stratum.extranonce import ExtranonceAllocator
 from stratum.interfaces import AccountPolicy, Job, ShareSink
 from stratum.memory_sink import MemoryShareSink
@@ -220,12 +221,13 @@ class PoolApp:
             addr = self.metrics_server.server_address
             self.metrics_address = (addr[0], addr[1])
         log.info(
-            "qazpool started: stratum on %s, metrics on %s, data in %s",
+            "qazpool started: stratum on %s, metrics on %s, data in %s, hash core %s",
             ", ".join(f"stratum+tcp://{h}:{p}" for h, p in self.stratum_addresses),
             f"http://{self.metrics_address[0]}:{self.metrics_address[1]}/metrics"
             if self.metrics_address
             else "(disabled)",
             data.resolve(),
+            hashcore.backend(),
         )
 
     async def _start_register(self) -> None:

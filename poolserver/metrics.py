@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from stratum import hashcore
 from stratum.stats import StratumStats
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,13 @@ class StratumCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         s = self.stats
+        info = GaugeMetricFamily(
+            "qazpool_hashcore_info", "SHA-256 path of the share hash core", labels=["backend"]
+        )
+        info.add_metric([hashcore.backend()], 1)
+        yield info
         yield _gauge(
-            "qazpool_stratum_connections", "Open Stratum connections", s.connections_current
+            "qazpool_stratum_connections_open", "Open Stratum connections", s.connections_current
         )
         yield _gauge(
             "qazpool_stratum_authorized_connections",
