@@ -146,6 +146,8 @@ class PoolApp:
         from poolserver import template_feed
         from poolserver.blocks import BlockSubmitter, JsonlFoundBlockStore, submit_targets
 
+        # Refuse a bad payout address, tag or extranonce layout before touching node or disk.
+        template_feed.builder_from_config(cfg)
         if self.rpc is None:
             self.rpc = template_feed.rpc_from_config(cfg)
         log.info("template source: %s", getattr(self.rpc, "name", type(self.rpc).__name__))

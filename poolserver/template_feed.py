@@ -301,9 +301,10 @@ def builder_from_config(config: Config) -> JobBuilder:
     tag = config.pool.tag
     if not tag.isascii():
         raise ConfigError(f"pool.tag: {tag!r} must be ASCII")
+    script = payout_script(config)  # its own ConfigError, naming chain.payout_address
     try:
         return JobBuilder(
-            payout_script(config),
+            script,
             tag=tag.encode("ascii"),
             extranonce1_size=config.stratum.extranonce1_size,
             extranonce2_size=config.stratum.extranonce2_size,

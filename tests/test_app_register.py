@@ -106,3 +106,22 @@ async def test_licensed_miner_mines_unknown_refused_suspension_cuts_off(tmp_path
         await again.close()
     finally:
         await app.stop()
+
+
+def test_wrong_network_payout_address_stops_run_before_any_io(tmp_path, caplog):
+    """`poolserver run` refuses a mainnet address on regtest, naming it and the reason, before
+    it opens the database or the node."""
+    conf = tmp_path / "pool.toml"
+    conf.write_text(
+        f'[pool]\ndata_dir = "{tmp_path / "data"}"\n'
+        '[chain]\npayout_address = "1BoatSLRHtKNngkdXEeobR76b53LETtpyT"\n'
+        "[metrics]\nenabled = false\n[[stratum.listeners]]\nport = 0\n"
+    )
+    assert main(["--config", str(conf), "run"]) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == [
+        "startup failed: chain.payout_address: invalid address "
+        "'1BoatSLRHtKNngkdXEeobR76b53LETtpyT': base58 version byte 0x00 is not valid on "
+        "regtest (a main address)"
+    ]
+    assert not (tmp_path / "data" / "qazpool.sqlite3").exists()

@@ -167,7 +167,7 @@ async def test_embedded_chain_end_to_end_through_config(tmp_path):
 
 
 def test_config_errors_name_the_field():
-    with pytest.raises(ConfigError, match=r"chain\.payout_address: invalid address 'bc1q.*'"):
+    with pytest.raises(ConfigError, match=r"^chain\.payout_address: invalid address 'bc1q.*'"):
         builder_from_config(
             config_from_dict(
                 {"chain": {"payout_address": "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"}}
