@@ -89,6 +89,7 @@ for bad in (b"{nope", b"[NaN]", b"\xff", b"[" * 20000):
         protocol.decode_request(bad)
     except protocol.ProtocolError as exc:
         print(exc.label, exc.fatal)
+sys.stdout.flush()  # print() is buffered above .buffer unless PYTHONUNBUFFERED is set
 sys.stdout.buffer.write(protocol.true_reply("x") + protocol.error_reply(7, 21, "Job not found"))
 sys.stdout.buffer.write(protocol.set_difficulty(1024.0))
 """
