@@ -141,7 +141,10 @@ def test_random_kills_during_payment_runs(db_url, tmp_path):
     rng = random.Random(20261125)
     mid_run = 0
     for _ in range(8):
-        proc = _worker(db_url, data, "none", 1, pause=0.1)
+        # 9 hook points x 0.2 s: the run outlasts the longest kill delay (1 s) on any machine, so
+        # the first kill lands inside it (at 0.1 s the run took 0.95 s and the seeded first
+        # delay, 0.84 s, fell after the last broadcast was recorded).
+        proc = _worker(db_url, data, "none", 1, pause=0.2)
         assert proc.stdout is not None
         assert proc.stdout.readline().startswith("START")  # the tick begins: kill within it
         time.sleep(rng.uniform(0.0, 1.0))
