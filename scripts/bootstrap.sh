@@ -9,7 +9,7 @@ PY="${PYTHON:-python3}"
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo -n "$@"; else "$@"; fi; }
 
 if [ ! -x .venv/bin/python ]; then
-  if ! "$PY" -m venv .venv 2>/dev/null; then
+  if ! "$PY" -m venv .venv >/dev/null 2>&1; then
     echo "bootstrap: python3 -m venv failed; installing Debian's python3-venv" >&2
     rm -rf .venv
     as_root apt-get update -qq
