@@ -1228,14 +1228,17 @@ done:
     return result;
 }
 
-/* Re-raise the current exception with "items[i]: " in front of its message, same type. */
+/* An argument error (TypeError or ValueError) is re-raised with "items[i]: " in front of its
+ * message, same type, as the reference does; any other exception passes through unchanged. */
 static void prefix_item_error(Py_ssize_t i)
 {
+    if (!PyErr_ExceptionMatches(PyExc_TypeError) && !PyErr_ExceptionMatches(PyExc_ValueError))
+        return;
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     PyErr_NormalizeException(&type, &value, &tb);
     PyObject *msg = value ? PyObject_Str(value) : NULL;
-    if (msg && PyType_IsSubtype((PyTypeObject *)type, (PyTypeObject *)PyExc_Exception)) {
+    if (msg) {
         PyErr_Format(type, "items[%zd]: %U", i, msg);
         Py_XDECREF(type);
         Py_XDECREF(value);

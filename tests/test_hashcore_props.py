@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -374,3 +374,29 @@ def test_released_memoryview_is_a_clean_error() -> None:
     for impl in (python_impl, c_impl):
         with pytest.raises(ValueError, match="released"):
             impl.sha256d(mv)
+
+
+class _RaisingSequence(Sequence):  # type: ignore[type-arg]
+    """A branch whose every access raises exc: neither a TypeError nor a ValueError."""
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    def __len__(self) -> int:
+        raise self.exc
+
+    def __getitem__(self, i: object) -> bytes:
+        raise self.exc
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("boom"), KeyError("k"), ZeroDivisionError("z")])
+def test_check_shares_prefixes_only_argument_errors(exc: Exception) -> None:
+    """The reference names the item only in TypeError/ValueError (argument errors); any other
+    exception from an item (here a branch object's own failure) passes through unchanged."""
+    assert c_impl is not None
+    item = [*GOOD_SHARE.values()]
+    item[4] = _RaisingSequence(exc)
+    for impl in (python_impl, c_impl):
+        with pytest.raises(type(exc)) as info:
+            impl.check_shares([item])
+        assert str(info.value) == str(exc), impl.__name__
