@@ -1270,9 +1270,12 @@ static PyObject *py_check_shares(PyObject *self, PyObject *items)
     Py_ssize_t n = PyTuple_GET_SIZE(fast);
     PyObject *result = PyList_New(n);
     bvec vec = {0};
-    share_parse ps[SHARES_CHUNK];
-    share_in ins[SHARES_CHUNK];
-    share_out outs[SHARES_CHUNK];
+    /* One chunk's parses, views and results: about 100 KiB at SHARES_CHUNK, so on the heap (a
+     * thread's stack may be 128 KiB or less), sized to the batch when it is shorter. */
+    size_t cap = n < SHARES_CHUNK ? (size_t)n + 1 : SHARES_CHUNK;
+    share_parse *ps = PyMem_Malloc(cap * sizeof(share_parse));
+    share_in *ins = PyMem_Malloc(cap * sizeof(share_in));
+    share_out *outs = PyMem_Malloc(cap * sizeof(share_out));
     Py_ssize_t parsed = 0; /* entries of ps holding references */
     const uint8_t **ptrs = NULL;
     size_t ptrs_cap = 0;
@@ -1280,8 +1283,11 @@ static PyObject *py_check_shares(PyObject *self, PyObject *items)
     size_t scratch_size = 0;
     PyObject *prev_branch = NULL;
     const hc_kernel *k = g_kernel;
-    if (!result)
+    if (!result || !ps || !ins || !outs) {
+        if (result)
+            PyErr_NoMemory();
         goto fail;
+    }
     for (Py_ssize_t base = 0; base < n; base += SHARES_CHUNK) {
         Py_ssize_t m = n - base < SHARES_CHUNK ? n - base : SHARES_CHUNK;
         size_t max_cb = 0, nptrs = 0;
@@ -1361,6 +1367,9 @@ done:
     for (Py_ssize_t i = 0; i < parsed; i++)
         share_parse_release(&ps[i]);
     bvec_clear(&vec);
+    PyMem_Free(ps);
+    PyMem_Free(ins);
+    PyMem_Free(outs);
     PyMem_Free(ptrs);
     PyMem_Free(scratch);
     Py_DECREF(fast);

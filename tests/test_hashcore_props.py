@@ -5,8 +5,11 @@ concurrent batches (which hash without the GIL) don't disturb each other."""
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -245,6 +248,36 @@ def test_concurrent_batches_are_independent() -> None:
     for t in threads:
         t.join()
     assert results == dict.fromkeys(range(4), True)
+
+
+SMALL_STACK_SCRIPT = """
+import sys, threading
+from stratum import _hashcore as c_impl, _hashcore_py as python_impl
+threading.stack_size(64 * 1024)
+item = (b"c1", b"e1", b"e2", b"c2", [bytes(32)] * 12, 1, bytes(32), 2, 3, 4, bytes(32), bytes(32))
+items = [item] * 300
+out = []
+for impl in (python_impl, c_impl):
+    t = threading.Thread(target=lambda: out.append(impl.check_shares(items)))
+    t.start()
+    t.join()
+print(len(out), len(out[0]), out[0] == out[1])
+"""
+
+
+def test_check_shares_runs_on_a_small_thread_stack() -> None:
+    """A thread with a 64 KiB stack (threading.stack_size; musl's default is 128 KiB) can check
+    a batch: the per-chunk arrays live on the heap, not in a 100 KiB C stack frame. In a
+    subprocess, because a stack overflow kills the process."""
+    done = subprocess.run(
+        [sys.executable, "-c", SMALL_STACK_SCRIPT],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.split() == ["2", "300", "True"]
 
 
 # --- errors: same type and message as the reference -------------------------------------------
