@@ -13,6 +13,7 @@ from poolserver.config import Config, config_from_dict
 from poolserver.embedded_chain import EmbeddedChain
 from poolserver.found_blocks import DurableFoundBlockStore, SqlFoundBlockStore
 from poolserver.register.repository import RegisterRepository
+from poolserver.register.timeutil import kz_date
 from poolserver.storage.journal import ShareJournal
 from stratum.hashcore import sha256d
 from stratum.interfaces import AcceptedShare, BlockCandidate
@@ -36,14 +37,15 @@ def config(tmp_path: Path, db_url: str, **payouts: Any) -> Config:
 
 
 async def seed_register(engine: Any) -> RegisterRepository:
-    """alice and bob licensed with addresses; bob pays his own 0 % fee; the pool-wide dated
-    fee is 2.5 %; carol registered with an address but no license (her shares earn nothing)."""
+    """alice and bob licensed (for a year now) with addresses; bob pays his own 0 % fee; the
+    pool-wide dated fee is 2.5 %; carol registered with an address but no license (her shares
+    earn nothing)."""
     repo = RegisterRepository(engine, network="regtest")
     for i, name in enumerate(("alice", "bob", "carol")):
         await repo.add_miner("op", name, f"{name.title()} LLP", IDS[i])
         await repo.set_payout_address("op", name, ADDR[name])
-    await repo.add_license("op", "alice", "KZ-A1", date(2024, 1, 15), "I")
-    await repo.add_license("op", "bob", "KZ-B1", date(2024, 1, 15), "I")
+    await repo.add_license("op", "alice", "KZ-A1", licensed_since(), "I")
+    await repo.add_license("op", "bob", "KZ-B1", licensed_since(), "I")
     await repo.set_miner_fee("op", "bob", 0)
     await repo.set_pool_fee("op", 250)
     return repo
@@ -105,4 +107,10 @@ async def find_block(chain: EmbeddedChain, store: Any, account: str = "alice") -
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def licensed_since(days_ago: int = 365) -> date:
+    """A license issue date (Kazakhstan calendar) ``days_ago`` days before today: the tests run
+    with the real clock, so a fixed date would expire (3 years) and fail them on a later day."""
+    return kz_date(utcnow()) - timedelta(days=days_ago)
 

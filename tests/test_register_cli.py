@@ -4,16 +4,20 @@ errors (dry run, strict), export round trip, and ``audit verify`` naming a tampe
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
 
 from poolserver.cli import main
+from poolserver.register.timeutil import kz_date
 from poolserver.storage.engine import create_engine
 from tests.test_register_rules import constructed_numbers
 
 IDS = constructed_numbers(5, seed=31)
 ADDR = "bcrt1qauhvvr3t2ylgl9f8wwc80lt07hhsnrsxdt9mkg"
+# The CLI suspends from now: the license must be in force today, whatever day the tests run.
+ISSUED = (kz_date(datetime.now(UTC)) - timedelta(days=365)).isoformat()
 
 
 @pytest.fixture
@@ -46,7 +50,7 @@ def test_add_list_suspend_and_clear_errors(conf, capsys):
         == 0
     )
     assert (
-        run(conf, "licenses", "add", "acme", "KZ-1", "--issued", "2024-01-01", "--subtype", "I")
+        run(conf, "licenses", "add", "acme", "KZ-1", "--issued", ISSUED, "--subtype", "I")
         == 0
     )
     capsys.readouterr()
