@@ -13,7 +13,7 @@ import pytest
 from stratum.interfaces import Decision
 from stratum.server import new_loop
 from tests.stratum_client import StratumClient
-from tests.stratum_support import fixture_builder, fixture_job, hard, start_server
+from tests.stratum_support import fixture_builder, fixture_job, hard, start_server, wait_until
 
 
 async def _miner(port: int, worker: str = "acc.w1") -> StratumClient:
@@ -286,9 +286,12 @@ class _GatedSink:
         self.gate = asyncio.Event()
         self.shares = []
         self.fail = fail
+        self.waiting = 0  # puts parked at the gate
 
     async def put(self, share):
+        self.waiting += 1
         await self.gate.wait()
+        self.waiting -= 1
         if self.fail:
             raise OSError("disk full")
         self.shares.append(share)
@@ -303,7 +306,8 @@ async def test_ack_waits_for_the_sink_and_a_failed_put_is_not_acked():
         "mining.submit", c.grind(job, version_bits=0).params(c.worker, job.job_id)
     )
     c.send_lines(msg)
-    await asyncio.sleep(0.2)
+    await wait_until(lambda: sink.waiting == 1)  # the share reached the sink
+    await asyncio.sleep(0.05)
     assert not fut.done()  # not acked before the sink returned
     sink.gate.set()
     assert (await asyncio.wait_for(fut, 5))["result"] is True
@@ -325,7 +329,7 @@ async def test_graceful_shutdown_reconnects_and_drains_in_flight_shares():
         "mining.submit", c.grind(job, version_bits=0).params(c.worker, job.job_id)
     )
     c.send_lines(msg)
-    await asyncio.sleep(0.1)
+    await wait_until(lambda: sink.waiting == 1)  # the share is in flight
     stopping = asyncio.create_task(server.shutdown())
     await c.wait_notification("client.reconnect")
     assert not stopping.done()  # draining the share in flight
@@ -343,7 +347,7 @@ async def test_session_resume_keeps_extranonce1():
     await c.cpuminer("acc.r")
     first, sid = c.extranonce1, c.session_id
     await c.close()
-    await asyncio.sleep(0.05)
+    await wait_until(lambda: not server.sessions)  # the server saw the close
     other = await StratumClient.connect("127.0.0.1", port)
     await other.cpuminer("acc.o")
     assert other.extranonce1 != first  # reserved during the resume window
@@ -360,8 +364,8 @@ async def test_set_extranonce_for_subscribed_miners():
     c = await StratumClient.connect("127.0.0.1", port)
     await c.bitaxe("acc.bx", suggest=None)
     await c.wait_job()
-    await asyncio.sleep(0.05)  # let extranonce.subscribe arrive
     (session,) = server.sessions
+    await wait_until(lambda: session.extranonce_subscribed)  # sent after authorize, unanswered
     old = session.extranonce1
     new = server.extranonces.allocate()
     assert session.set_extranonce(new)
@@ -523,8 +527,9 @@ async def test_slow_sink_applies_backpressure_and_loses_nothing():
         lines.append(json.dumps(msg).encode() + b"\n")
         futs.append(fut)
     c.send_lines(*lines)
-    await asyncio.sleep(0.3)
     (session,) = server.sessions
+    await wait_until(lambda: session.reading_paused, timeout=10)
+    await asyncio.sleep(0.1)  # time to (wrongly) read on
     assert session.reading_paused and session.inflight == MAX_INFLIGHT
     assert not any(f.done() for f in futs)
     sink.gate.set()
