@@ -478,7 +478,7 @@ static size_t pad_parts(uint8_t *dst, const uint8_t *const *parts, const size_t 
         o += l - skip;
         skip = 0;
     }
-    size_t nbytes = ((o + 8) / 64 + 1) * 64;
+    size_t nbytes = padded_size(o, 0);
     dst[o] = 0x80;
     memset(dst + o + 1, 0, nbytes - o - 1);
     uint64_t bits = (uint64_t)total * 8;
@@ -487,7 +487,8 @@ static size_t pad_parts(uint8_t *dst, const uint8_t *const *parts, const size_t 
     return nbytes / 64;
 }
 
-/* First SHA-256 of arbitrary data, one lane. */
+/* First SHA-256 of arbitrary data, one lane: the whole blocks in place, then the padded tail
+ * (under 64 bytes, so at most two blocks). */
 static void sha256_data(const hc_kernel *k, const uint8_t *p, size_t n, uint32_t st[8])
 {
     uint8_t tail[128];
@@ -495,16 +496,9 @@ static void sha256_data(const hc_kernel *k, const uint8_t *p, size_t n, uint32_t
     memcpy(st, IV, 32);
     if (full)
         k->bytes(1, (uint32_t (*)[8])st, &p, full);
-    size_t rlen = n - full * 64;
-    memcpy(tail, p + full * 64, rlen);
-    size_t nbytes = ((rlen + 8) / 64 + 1) * 64;
-    tail[rlen] = 0x80;
-    memset(tail + rlen + 1, 0, nbytes - rlen - 1);
-    uint64_t bits = (uint64_t)n * 8;
-    for (int i = 0; i < 8; i++)
-        tail[nbytes - 1 - i] = (uint8_t)(bits >> (8 * i));
+    size_t nblocks = pad_parts(tail, &p, &n, 1, full * 64);
     const uint8_t *t = tail;
-    k->bytes(1, (uint32_t (*)[8])st, &t, nbytes / 64);
+    k->bytes(1, (uint32_t (*)[8])st, &t, nblocks);
 }
 
 /* sha256d of 80-byte block headers: one full block, then 16 bytes + constant padding. */
@@ -830,7 +824,6 @@ static void bvec_clear(bvec *b)
     b->n = b->cap = 0;
 }
 
-/* Parse a merkle branch into vec; its entries are vec->v[*off .. *off + *depth). */
 /* Parse a merkle branch into vec; its entries are vec->v[*off .. *off + *depth). The tuple
  * snapshot the entries are borrowed from is kept alive in vec too (an entry with p == NULL). */
 static int parse_branch(PyObject *branch, bvec *vec, size_t *off, size_t *depth)
