@@ -407,18 +407,28 @@ static const hc_kernel KERNEL_ARM = {"armv8-ce", arm_words, arm_bytes, arm_wk};
 static int cpu_has_armce(void) { return (getauxval(AT_HWCAP) & HWCAP_SHA2) != 0; }
 #endif /* HC_ARM */
 
-/* The fastest kernel this CPU supports. */
-static const hc_kernel *best_kernel(void)
+/* The kernels this CPU supports, best first (portable C, always there, last); returns how many. */
+#define HC_MAX_KERNELS 3
+static int available_kernels(const hc_kernel *out[HC_MAX_KERNELS])
 {
+    int n = 0;
 #ifdef HC_X86
     if (cpu_has_shani())
-        return &KERNEL_SHANI;
+        out[n++] = &KERNEL_SHANI;
 #endif
 #ifdef HC_ARM
     if (cpu_has_armce())
-        return &KERNEL_ARM;
+        out[n++] = &KERNEL_ARM;
 #endif
-    return &KERNEL_PORTABLE;
+    out[n++] = &KERNEL_PORTABLE;
+    return n;
+}
+
+static const hc_kernel *best_kernel(void)
+{
+    const hc_kernel *avail[HC_MAX_KERNELS];
+    available_kernels(avail);
+    return avail[0];
 }
 
 /* Selected with the GIL held (module init, _set_backend); every call reads it once, with the
@@ -792,6 +802,20 @@ static int is_sequence(PyObject *v)
     return PyObject_IsInstance(v, g_sequence_abc);
 }
 
+/* A private tuple snapshot of a sequence argument (nothing can mutate it while it is held), or
+ * the reference's TypeError "<name> must be <expected>, not <type>" for a non-sequence. */
+static PyObject *sequence_snapshot(PyObject *v, const char *name, const char *expected)
+{
+    int ok = is_sequence(v);
+    if (ok < 0)
+        return NULL;
+    if (!ok) {
+        raise_type(name, -1, expected, v);
+        return NULL;
+    }
+    return PySequence_Tuple(v);
+}
+
 /* Growable array of bargs owned by one call. */
 typedef struct {
     barg *v;
@@ -828,12 +852,7 @@ static void bvec_clear(bvec *b)
  * snapshot the entries are borrowed from is kept alive in vec too (an entry with p == NULL). */
 static int parse_branch(PyObject *branch, bvec *vec, size_t *off, size_t *depth)
 {
-    int ok = is_sequence(branch);
-    if (ok < 0)
-        return -1;
-    if (!ok)
-        return raise_type("branch", -1, "a sequence of 32-byte bytes", branch);
-    PyObject *snap = PySequence_Tuple(branch); /* private: nothing can mutate it */
+    PyObject *snap = sequence_snapshot(branch, "branch", "a sequence of 32-byte bytes");
     if (!snap)
         return -1;
     barg hold = {snap, NULL, 0};
@@ -951,14 +970,7 @@ static void hash_many(const hc_kernel *k, const barg *in, size_t n, uint8_t **ou
 static PyObject *py_sha256d_many(PyObject *self, PyObject *items)
 {
     (void)self;
-    int ok = is_sequence(items);
-    if (ok < 0)
-        return NULL;
-    if (!ok) {
-        raise_type("items", -1, "a sequence of bytes", items);
-        return NULL;
-    }
-    PyObject *fast = PySequence_Tuple(items); /* a private snapshot: nothing can mutate it */
+    PyObject *fast = sequence_snapshot(items, "items", "a sequence of bytes");
     if (!fast)
         return NULL;
     Py_ssize_t n = PyTuple_GET_SIZE(fast);
@@ -1250,14 +1262,7 @@ static void prefix_item_error(Py_ssize_t i)
 static PyObject *py_check_shares(PyObject *self, PyObject *items)
 {
     (void)self;
-    int ok = is_sequence(items);
-    if (ok < 0)
-        return NULL;
-    if (!ok) {
-        raise_type("items", -1, "a sequence of tuples", items);
-        return NULL;
-    }
-    PyObject *fast = PySequence_Tuple(items); /* a private snapshot: nothing can mutate it */
+    PyObject *fast = sequence_snapshot(items, "items", "a sequence of tuples");
     if (!fast)
         return NULL;
     Py_ssize_t n = PyTuple_GET_SIZE(fast);
@@ -1382,32 +1387,20 @@ static PyObject *py_backends(PyObject *self, PyObject *unused)
 {
     (void)self;
     (void)unused;
-    PyObject *names = PyList_New(0);
+    const hc_kernel *avail[HC_MAX_KERNELS];
+    int n = available_kernels(avail);
+    PyObject *names = PyTuple_New(n);
     if (!names)
         return NULL;
-    const hc_kernel *avail[3];
-    int n = 0;
-#ifdef HC_X86
-    if (cpu_has_shani())
-        avail[n++] = &KERNEL_SHANI;
-#endif
-#ifdef HC_ARM
-    if (cpu_has_armce())
-        avail[n++] = &KERNEL_ARM;
-#endif
-    avail[n++] = &KERNEL_PORTABLE;
     for (int i = 0; i < n; i++) {
         PyObject *s = PyUnicode_FromString(avail[i]->name);
-        if (!s || PyList_Append(names, s) < 0) {
-            Py_XDECREF(s);
+        if (!s) {
             Py_DECREF(names);
             return NULL;
         }
-        Py_DECREF(s);
+        PyTuple_SET_ITEM(names, i, s);
     }
-    PyObject *t = PyList_AsTuple(names);
-    Py_DECREF(names);
-    return t;
+    return names;
 }
 
 static PyObject *py_set_backend(PyObject *self, PyObject *arg)
@@ -1417,22 +1410,15 @@ static PyObject *py_set_backend(PyObject *self, PyObject *arg)
         raise_type("backend", -1, "str", arg);
         return NULL;
     }
-    const char *name = PyUnicode_AsUTF8(arg);
-    if (!name)
-        return NULL;
-    const hc_kernel *k = NULL;
-    if (strcmp(name, "auto") == 0)
-        k = best_kernel();
-    else if (strcmp(name, "portable") == 0 || strcmp(name, "portable-c") == 0)
+    const hc_kernel *avail[HC_MAX_KERNELS], *k = NULL;
+    int n = available_kernels(avail);
+    if (PyUnicode_CompareWithASCIIString(arg, "auto") == 0)
+        k = avail[0];
+    else if (PyUnicode_CompareWithASCIIString(arg, "portable") == 0)
         k = &KERNEL_PORTABLE;
-#ifdef HC_X86
-    else if (strcmp(name, "sha-ni") == 0 && cpu_has_shani())
-        k = &KERNEL_SHANI;
-#endif
-#ifdef HC_ARM
-    else if (strcmp(name, "armv8-ce") == 0 && cpu_has_armce())
-        k = &KERNEL_ARM;
-#endif
+    for (int i = 0; i < n && !k; i++)
+        if (PyUnicode_CompareWithASCIIString(arg, avail[i]->name) == 0)
+            k = avail[i];
     if (!k) {
         PyErr_Format(PyExc_ValueError,
                      "backend must be 'auto', 'portable' or a kernel this CPU supports "

@@ -82,6 +82,13 @@ def test_set_backend_rejects_unknown_names() -> None:
         c_impl._set_backend(1)
     assert c_impl._set_backend("portable") == "portable-c"
     assert c_impl._set_backend("auto") == C_BACKENDS[0]
+    # A name is matched whole (not up to an embedded NUL) and one that isn't UTF-8 encodable is
+    # just another unknown name, not a UnicodeEncodeError.
+    for bad in (f"{C_BACKENDS[0]}\0", "portable\0x", "\ud800"):
+        with pytest.raises(ValueError, match="backend must be"):
+            c_impl._set_backend(bad)
+    assert [c_impl._set_backend(name) for name in C_BACKENDS] == list(C_BACKENDS)
+    assert c_impl._set_backend("auto") == C_BACKENDS[0]
 
 
 def test_nbits_helper_matches_the_difficulty_vector() -> None:
