@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,14 @@ def load_fixture(name: str) -> Any:
 def stratum_vectors() -> dict[str, dict[str, Any]]:
     data = json.loads((VECTORS_DIR / "stratum-vectors.json").read_text())
     return {v["name"]: v for v in data["vectors"]}
+
+
+async def wait_until(condition: Callable[[], object], timeout: float = 5.0) -> None:
+    """Yield to the loop until ``condition()`` is true; TimeoutError after ``timeout`` seconds.
+    For waiting on server state instead of sleeping a guessed time (which flakes when loaded)."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.005)
 
 
 @pytest.fixture

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-from collections.abc import Callable
 from typing import Any
 
 from stratum.address import address_to_script
@@ -78,11 +76,3 @@ async def start_server(
     bound = await server.start()
     server.new_job(job if job is not None else hard(fixture_job()))
     return server, bound[0][1], sink, blocks
-
-
-async def wait_until(condition: Callable[[], object], timeout: float = 5.0) -> None:
-    """Yield to the loop until ``condition()`` is true; TimeoutError after ``timeout`` seconds.
-    For waiting on server state instead of sleeping a guessed time (which flakes when loaded)."""
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.005)

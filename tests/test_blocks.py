@@ -3,7 +3,6 @@ transport errors retried, ``duplicate`` is success, unsettled blocks replayed at
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ from poolserver.embedded_chain import EmbeddedChain
 from poolserver.node import NodeClient, NodeGroup
 from stratum.hashcore import sha256d
 from stratum.interfaces import BlockCandidate
+from tests.conftest import wait_until
 from tests.fake_bitcoind import FakeBitcoind
 from tests.test_embedded_chain import EN1, EN2, NOW, _grind, _job
 
@@ -108,8 +108,7 @@ async def test_transport_errors_are_retried_on_every_node(tmp_path):
                           retry_s=0.05, retry_max_s=0.1, retry_window_s=10)  # fmt: skip
     cand = _candidate(chain)
     await sink.block_found(cand)
-    await asyncio.sleep(0.3)
-    assert sink.stats.submit_errors >= 2
+    await wait_until(lambda: sink.stats.submit_errors >= 2)  # retried while the node is down
     await fake.up()
     (outcome,) = await sink.drain()
     assert outcome.status is BlockStatus.ACCEPTED

@@ -12,8 +12,9 @@ import pytest
 
 from stratum.interfaces import Decision
 from stratum.server import new_loop
+from tests.conftest import wait_until
 from tests.stratum_client import StratumClient
-from tests.stratum_support import fixture_builder, fixture_job, hard, start_server, wait_until
+from tests.stratum_support import fixture_builder, fixture_job, hard, start_server
 
 
 async def _miner(port: int, worker: str = "acc.w1") -> StratumClient:
@@ -422,9 +423,8 @@ async def test_difficulty_hints_password_suggest_target_and_minimum_difficulty()
     # suggest_target: difficulty = DIFF1 / target, clamped to the port
     r = await a.request("mining.suggest_target", [f"{DIFF1 * 4:064x}"])
     assert r["result"] is True
-    async with asyncio.timeout(5):  # set_difficulty + notify come in the same write as the reply
-        while a.last_job is None or a.last_job.difficulty != 0.25:
-            await asyncio.sleep(0.01)
+    # set_difficulty + notify come in the same write as the reply
+    await wait_until(lambda: a.last_job is not None and a.last_job.difficulty == 0.25)
     assert a.difficulty == 0.25
     # configure minimum-difficulty raises the floor (and the difficulty)
     b = await StratumClient.connect("127.0.0.1", port)
@@ -559,9 +559,7 @@ async def test_each_listener_has_its_own_difficulty_bounds():
     a, b = await _miner(p_asic, "acc.s19"), await _miner(p_cpu, "acc.cpu")
     assert a.difficulty == 16384 and b.difficulty == 1e-6
     b.send_lines({"id": 9, "method": "mining.suggest_difficulty", "params": [500]})
-    async with asyncio.timeout(5):
-        while b.difficulty != 1:  # clamped to the CPU port's maximum
-            await asyncio.sleep(0.01)
+    await wait_until(lambda: b.difficulty == 1)  # clamped to the CPU port's maximum
     for c in (a, b):
         await c.close()
     await server.shutdown()

@@ -22,18 +22,10 @@ from poolserver.template_feed import (
 )
 from stratum.address import address_to_script
 from stratum.jobs import JobBuilder, JobStatus, notify_params
-from tests.conftest import load_fixture
+from tests.conftest import load_fixture, wait_until
 from tests.fake_bitcoind import FakeBitcoind
 
 SCRIPT = address_to_script("bcrt1qevygvgrhdgvkfdh7gzw2a9xzlcdjzdgqn2gwua", "regtest")
-
-
-async def _until(pred, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not pred():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -63,7 +55,7 @@ async def test_longpoll_new_block_sends_clean_job_and_stales_old(node):
             "mining_notify_params"][1]  # fmt: skip
         await asyncio.sleep(0.05)  # the long poll is now parked on the node
         node.new_block()
-        await _until(lambda: feed.current_job.height == 116)
+        await wait_until(lambda: feed.current_job.height == 116)
         second = feed.current_job
         assert second.clean_jobs
         assert feed.job_book.status(first.job_id) is JobStatus.STALE
@@ -81,7 +73,7 @@ async def test_periodic_refresh_is_not_clean(node):
     task = asyncio.create_task(feed.run())
     try:
         first = await feed.wait_for_job(5)
-        await _until(lambda: feed.stats.jobs_published >= 3)
+        await wait_until(lambda: feed.stats.jobs_published >= 3)
         later = feed.current_job
         assert later.job_id != first.job_id and not later.clean_jobs
         assert feed.job_book.status(first.job_id) is JobStatus.CURRENT
@@ -98,8 +90,8 @@ async def test_node_outage_keeps_last_job_and_recovers(node, caplog):
     try:
         job = await feed.wait_for_job(5)
         await node.down()
-        await _until(lambda: not feed.stats.node_up)
-        await _until(lambda: feed.stats.fetch_errors >= 4)  # several retries...
+        await wait_until(lambda: not feed.stats.node_up)
+        await wait_until(lambda: feed.stats.fetch_errors >= 4)  # several retries...
         assert feed.current_job is job  # ...while the last job is still served
         assert feed.job_book.status(job.job_id) is JobStatus.CURRENT
         outage = [r for r in caplog.records if "unavailable" in r.getMessage()]
@@ -107,7 +99,7 @@ async def test_node_outage_keeps_last_job_and_recovers(node, caplog):
         assert f"still serving job {job.job_id} (height 115)" in outage[0].getMessage()
         node.new_block()
         await node.up()
-        await _until(lambda: feed.current_job.height == 116)
+        await wait_until(lambda: feed.current_job.height == 116)
         assert feed.stats.node_up and feed.stats.outage_since is None
         assert any("back after" in r.getMessage() for r in caplog.records)
     finally:
@@ -158,7 +150,7 @@ async def test_embedded_chain_end_to_end_through_config(tmp_path):
         job = await feed.wait_for_job(5)
         assert job.height == 1
         rpc.generatetoaddress(1, cfg.chain.payout_address)  # the network found a block
-        await _until(lambda: feed.current_job.height == 2)  # via long poll
+        await wait_until(lambda: feed.current_job.height == 2)  # via long poll
         assert feed.job_book.is_stale(job.job_id)
     finally:
         task.cancel()
