@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import signal
-import socket
 import sys
 import urllib.request
 
@@ -91,23 +91,18 @@ async def test_pool_end_to_end_share_and_block(tmp_path):
         await fake.stop()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def test_poolserver_run_subprocess_serves_and_stops_on_sigterm(tmp_path):
     fake = await FakeBitcoind().start()
-    sport, mport = _free_port(), _free_port()
-    cfg = _config(tmp_path, fake, sport, mport)
+    # port 0: the kernel picks free ports, read back from the startup log (a port probed free
+    # and then handed to the child can be taken meanwhile by a parallel test run)
+    cfg = _config(tmp_path, fake)
     lst = cfg["stratum"]["listeners"][0]
     toml = (
         f'[pool]\ndata_dir = "{cfg["pool"]["data_dir"]}"\n'
         f'[[node.nodes]]\nurl = "{fake.url}"\nuser = "{fake.user}"\npassword = "{fake.password}"\n'
-        f'[[stratum.listeners]]\nhost = "127.0.0.1"\nport = {sport}\n'
+        '[[stratum.listeners]]\nhost = "127.0.0.1"\nport = 0\n'
         f"start_difficulty = {lst['start_difficulty']}\nmin_difficulty = {lst['min_difficulty']}\n"
-        f'[metrics]\nhost = "127.0.0.1"\nport = {mport}\n'
+        '[metrics]\nhost = "127.0.0.1"\nport = 0\n'
         '[register]\nenforce = "off"\n'
     )
     path = tmp_path / "pool.toml"
@@ -130,6 +125,16 @@ async def test_poolserver_run_subprocess_serves_and_stops_on_sigterm(tmp_path):
                 line = await proc.stderr.readline()
                 assert line, log.decode()
                 log += line
+        started = log.decode()
+        ms = re.search(r"stratum\+tcp://127\.0\.0\.1:(\d+)", started)
+        mm = re.search(r"http://127\.0\.0\.1:(\d+)/metrics", started)
+        assert ms and mm, started
+        sport, mport = int(ms[1]), int(mm[1])
+        assert sport and mport and sport != mport
+        metrics = await asyncio.to_thread(
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5).read()
+        )
+        assert b"qazpool_" in metrics  # the logged metrics address is the one serving
         c = await StratumClient.connect("127.0.0.1", sport)
         await c.cpuminer("nurlan.rig")
         job = await c.wait_job()
@@ -144,6 +149,3 @@ async def test_poolserver_run_subprocess_serves_and_stops_on_sigterm(tmp_path):
             proc.kill()
             await proc.wait()
         await fake.stop()
-    text = log.decode()
-    assert f"stratum+tcp://127.0.0.1:{sport}" in text
-    assert f"http://127.0.0.1:{mport}/metrics" in text
