@@ -651,10 +651,10 @@ static size_t coinbase_len(const share_in *s)
 
 /* Check n <= HC_LANES shares in lockstep. They must have the same branch depth and the same
  * number of coinbase blocks left after their start states (check_many groups them so).
- * scratch[l] must hold padded_size(coinbase_len(s[l]), 0) bytes. */
+ * Lane l pads its coinbase at scratch + l * scratch_size (at least padded_size(its length, 0)). */
 static void check_group(const hc_kernel *k, size_t n, const share_in *s,
-                        const uint32_t (*start)[8], const size_t *skip, uint8_t *const *scratch,
-                        share_out *o)
+                        const uint32_t (*start)[8], const size_t *skip, uint8_t *scratch,
+                        size_t scratch_size, share_out *o)
 {
     uint32_t st[HC_LANES][8], h[HC_LANES][8];
     const uint8_t *p[HC_LANES];
@@ -662,8 +662,9 @@ static void check_group(const hc_kernel *k, size_t n, const share_in *s,
     size_t nb = 0;
     for (size_t l = 0; l < n; l++) {
         memcpy(st[l], start[l], 32);
-        nb = pad_parts(scratch[l], s[l].cb, s[l].cblen, 4, skip[l]);
-        p[l] = scratch[l];
+        uint8_t *buf = scratch + l * scratch_size;
+        nb = pad_parts(buf, s[l].cb, s[l].cblen, 4, skip[l]);
+        p[l] = buf;
         f[l] = &s[l].hdr;
     }
     k->bytes(n, st, p, nb);
@@ -682,28 +683,26 @@ static void check_group(const hc_kernel *k, size_t n, const share_in *s,
 }
 
 /* Check n shares, in groups of up to HC_LANES consecutive shares of the same shape.
- * scratch holds HC_LANES buffers of scratch_size = padded_size(longest coinbase, 0) bytes. */
+ * scratch holds min(n, HC_LANES) buffers of scratch_size >= padded_size(longest coinbase, 0)
+ * bytes. */
 static void check_many(const hc_kernel *k, const share_in *s, size_t n, uint8_t *scratch,
                        size_t scratch_size, share_out *o)
 {
     prefix_cache pc = {0};
     uint32_t start[HC_LANES][8];
     size_t skip[HC_LANES];
-    uint8_t *bufs[HC_LANES];
-    for (int l = 0; l < HC_LANES; l++)
-        bufs[l] = scratch + l * scratch_size;
     size_t i = 0;
     while (i < n) {
         coinbase_start(k, &pc, &s[i], start[0], &skip[0]);
-        size_t blocks = (coinbase_len(&s[i]) - skip[0] + 8) / 64;
+        size_t tail = padded_size(coinbase_len(&s[i]), skip[0]);
         size_t g = 1;
         while (g < HC_GROUP && i + g < n && s[i + g].depth == s[i].depth) {
             coinbase_start(k, &pc, &s[i + g], start[g], &skip[g]);
-            if ((coinbase_len(&s[i + g]) - skip[g] + 8) / 64 != blocks)
+            if (padded_size(coinbase_len(&s[i + g]), skip[g]) != tail)
                 break;
             g++;
         }
-        check_group(k, g, &s[i], (const uint32_t (*)[8])start, skip, bufs, &o[i]);
+        check_group(k, g, &s[i], (const uint32_t (*)[8])start, skip, scratch, scratch_size, &o[i]);
         i += g;
     }
 }
@@ -1116,6 +1115,11 @@ typedef struct {
     PyObject *hold; /* check_shares: the item's tuple snapshot the bargs borrow from */
 } share_parse;
 
+static size_t parsed_coinbase_len(const share_parse *p)
+{
+    return p->b[0].n + p->b[1].n + p->b[2].n + p->b[3].n;
+}
+
 static void share_parse_release(share_parse *p)
 {
     for (int i = 0; i < 7; i++)
@@ -1211,8 +1215,7 @@ static PyObject *py_check_share(PyObject *self, PyObject *const *args, Py_ssize_
     const uint8_t *stack_ptrs[32];
     const uint8_t **ptrs = p.depth <= 32 ? stack_ptrs : PyMem_Malloc(p.depth * sizeof(uint8_t *));
     share_in s;
-    size_t cblen = p.b[0].n + p.b[1].n + p.b[2].n + p.b[3].n;
-    size_t need = padded_size(cblen, 0);
+    size_t need = padded_size(parsed_coinbase_len(&p), 0);
     uint8_t stack_scratch[1024];
     uint8_t *scratch = need <= sizeof(stack_scratch) ? stack_scratch : PyMem_Malloc(need);
     if (!ptrs || !scratch) {
@@ -1318,7 +1321,7 @@ static PyObject *py_check_shares(PyObject *self, PyObject *items)
                 goto fail;
             }
             ps[parsed].hold = args;
-            size_t cbl = ps[parsed].b[0].n + ps[parsed].b[1].n + ps[parsed].b[2].n + ps[parsed].b[3].n;
+            size_t cbl = parsed_coinbase_len(&ps[parsed]);
             if (cbl > max_cb)
                 max_cb = cbl;
             nptrs += ps[parsed].depth;
