@@ -7,9 +7,9 @@ import argparse
 import asyncio
 import logging
 import signal
-import sys
 
 from poolserver.config import load_config
+from poolserver.logs import configure_logging
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,11 +40,7 @@ async def serve(config_path: str | None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    logging.basicConfig(
-        level=config.pool.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(config.pool.log_level)
     from stratum.server import new_loop
 
     with asyncio.Runner(loop_factory=new_loop) as runner:
