@@ -33,6 +33,7 @@ class FakeBitcoind:
         self.submitted: list[str] = []
         self.submit_result: Any = None
         self.chain_info: dict[str, Any] = load_fixture("getblockchaininfo.json")
+        self.longpolls_held = 0  # getblocktemplate long polls parked right now
         self._changed = asyncio.Event()
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -111,7 +112,11 @@ class FakeBitcoind:
             if lp is not None and lp == self.template["longpollid"]:
                 changed = asyncio.ensure_future(self._changed.wait())
                 closing = asyncio.ensure_future(self._closing.wait())
-                await asyncio.wait({changed, closing}, return_when=asyncio.FIRST_COMPLETED)
+                self.longpolls_held += 1
+                try:
+                    await asyncio.wait({changed, closing}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    self.longpolls_held -= 1
                 changed.cancel()
                 closing.cancel()
                 if self._closing.is_set():

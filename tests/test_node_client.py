@@ -18,7 +18,7 @@ from poolserver.node import (
     RpcTimeout,
     check_node,
 )
-from tests.conftest import load_fixture
+from tests.conftest import load_fixture, wait_until
 from tests.fake_bitcoind import FakeBitcoind
 
 
@@ -168,8 +168,8 @@ async def test_longpoll_wakes_on_new_block(node):
                 timeout=10,
             )
         )
-        await asyncio.sleep(0.1)
-        assert not task.done()  # the node holds the longpoll
+        await wait_until(lambda: node.longpolls_held == 1)  # the node holds the long poll
+        assert not task.done()
         node.new_block()
         second = await asyncio.wait_for(task, 5)
         assert second["height"] == first["height"] + 1

@@ -53,7 +53,7 @@ async def test_longpoll_new_block_sends_clean_job_and_stales_old(node):
         assert first.height == 115 and first.clean_jobs
         assert notify_params(first)[1] == load_fixture("solved_block_case.json")[
             "mining_notify_params"][1]  # fmt: skip
-        await asyncio.sleep(0.05)  # the long poll is now parked on the node
+        await wait_until(lambda: node.longpolls_held == 1)  # the long poll is parked on the node
         node.new_block()
         await wait_until(lambda: feed.current_job.height == 116)
         second = feed.current_job
