@@ -7,6 +7,7 @@ API (for the Stratum server and the template feed)::
     params = notify_params(job)                         # the 9 mining.notify params
     book = JobBook(); book.add(job)                     # recent jobs; older prevhash = stale
     book.get(job_id) / book.status(job_id)              # CURRENT / STALE / UNKNOWN
+    book.lookup(job_id)                                 # the job if current, else the status
     block = assemble_block(job, extranonce1, extranonce2, header80)   # full block bytes
 
 Byte orders follow ``stratum-v1.md``: ``Job.prevhash`` and ``Job.branch`` are internal order,
@@ -181,32 +182,41 @@ class JobBook:
             raise ValueError("keep must be >= 1")
         self.keep = keep
         self._jobs: OrderedDict[str, Job] = OrderedDict()
-        self._current: Job | None = None
+        self.current: Job | None = None
+        self.current_prevhash: bytes | None = None
 
-    @property
-    def current(self) -> Job | None:
-        return self._current
-
-    def add(self, job: Job) -> None:
-        self._jobs[job.job_id] = job
-        self._jobs.move_to_end(job.job_id)
-        while len(self._jobs) > self.keep:
-            self._jobs.popitem(last=False)
-        self._current = job
+    def add(self, job: Job) -> list[str]:
+        """Make ``job`` current; returns the ids of the jobs forgotten to stay within ``keep``
+        (so a holder of per-job caches can drop theirs)."""
+        jobs = self._jobs
+        jobs[job.job_id] = job
+        jobs.move_to_end(job.job_id)
+        evicted = []
+        while len(jobs) > self.keep:
+            evicted.append(jobs.popitem(last=False)[0])
+        self.current = job
+        self.current_prevhash = job.prevhash
+        return evicted
 
     def get(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
 
-    def status(self, job_id: str) -> JobStatus:
+    def lookup(self, job_id: str) -> Job | JobStatus:
+        """The job if it is on the current prevhash, else ``STALE`` or ``UNKNOWN``: one dict
+        lookup, for the share path."""
         job = self._jobs.get(job_id)
         if job is None:
             return JobStatus.UNKNOWN
-        if self._current is not None and job.prevhash != self._current.prevhash:
+        if job.prevhash != self.current_prevhash:
             return JobStatus.STALE
-        return JobStatus.CURRENT
+        return job
+
+    def status(self, job_id: str) -> JobStatus:
+        found = self.lookup(job_id)
+        return found if type(found) is JobStatus else JobStatus.CURRENT
 
     def is_stale(self, job_id: str) -> bool:
-        return self.status(job_id) is JobStatus.STALE
+        return self.lookup(job_id) is JobStatus.STALE
 
     def __len__(self) -> int:
         return len(self._jobs)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -35,7 +34,7 @@ from stratum.interfaces import (
     Job,
     ShareSink,
 )
-from stratum.jobs import coinbase_tx, notify_params
+from stratum.jobs import JobBook, coinbase_tx, notify_params
 from stratum.session import MAX_JOBS_PER_SESSION, Session
 from stratum.settings import ServerSettings
 from stratum.stats import StratumStats
@@ -113,9 +112,7 @@ class StratumServer:
         self.stats = stats or StratumStats()
         self.clock = clock
         self.sessions: set[Session] = set()
-        self.jobs: OrderedDict[str, Job] = OrderedDict()
-        self.current_job: Job | None = None
-        self.current_prevhash: bytes | None = None
+        self.book = JobBook(MAX_JOBS)  # the pool's jobs: current, stale, forgotten
         self._notify_lines: dict[str, bytes] = {}  # as broadcast (clean flag of the job)
         self._resend_lines: dict[str, bytes] = {}  # clean_jobs=false: keepalive, new difficulty
         self._network_targets: dict[str, bytes] = {}
@@ -317,17 +314,13 @@ class StratumServer:
     def new_job(self, job: Job) -> float:
         """Make ``job`` current and send it to every authorized miner; returns seconds taken."""
         t0 = time.perf_counter()
-        clean = job.clean_jobs or job.prevhash != self.current_prevhash
+        clean = job.clean_jobs or job.prevhash != self.book.current_prevhash
         if clean:
             self._seen.clear()
-        self.jobs[job.job_id] = job
-        self.jobs.move_to_end(job.job_id)
-        while len(self.jobs) > MAX_JOBS:
-            old, _ = self.jobs.popitem(last=False)
+        for old in self.book.add(job):
             self._notify_lines.pop(old, None)
             self._resend_lines.pop(old, None)
             self._network_targets.pop(old, None)
-            self._seen.pop(old, None)
         self._seen[job.job_id] = set()
         # Duplicate sets are needed only for jobs a session can still submit on: the last
         # MAX_JOBS_PER_SESSION (older ones are "job not found" before hashing).
@@ -340,8 +333,6 @@ class StratumServer:
         self._notify_lines[job.job_id] = line
         params[8] = False
         self._resend_lines[job.job_id] = protocol.notify_params_line(params)
-        self.current_job = job
-        self.current_prevhash = job.prevhash
         job_id = job.job_id
         now = time.monotonic()
         limit = self.settings.max_write_buffer_bytes
@@ -370,7 +361,7 @@ class StratumServer:
         return elapsed
 
     def send_current_job(self, session: Session, clean: bool = False) -> None:
-        job = self.current_job
+        job = self.book.current
         if job is None:
             return
         jobs = session.jobs

@@ -7,7 +7,7 @@ share difficulty vs the job's target (23) → duplicate (22).
 
 ``precheck`` does everything before the hash and returns either a ``Reject`` or a ``Submission``
 ready for ``hashcore.check_shares``; ``judge`` turns the hash result into the final verdict.
-Both are pure: the caller passes the clock, the session's state and the job table.
+Both are pure: the caller passes the clock, the session's state and the job book.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from stratum.interfaces import Job
+from stratum.jobs import JobBook, JobStatus
 
 MAX_FUTURE_DRIFT_S = 7200  # consensus: a header time more than 2 h ahead is invalid
 
@@ -89,8 +90,7 @@ def precheck(
     subscribed: bool,
     workers: Collection[str],
     session_jobs: Mapping[str, float],
-    jobs: Mapping[str, Job],
-    current_prevhash: bytes | None,
+    book: JobBook,
     extranonce2_size: int,
     version_mask: int,
     now: float,
@@ -98,7 +98,7 @@ def precheck(
     """Checks 1-6 of the validation order.
 
     ``session_jobs`` maps the job ids sent to this connection to the difficulty in force for it;
-    ``jobs`` is the pool's job table; a job whose prevhash is not ``current_prevhash`` is stale.
+    ``book`` is the pool's job table, which also says which jobs are stale.
     """
     if not isinstance(params, list) or not 5 <= len(params) <= 6:
         return Reject.MALFORMED
@@ -116,11 +116,9 @@ def precheck(
         return Reject.NOT_SUBSCRIBED
     if worker not in workers:
         return Reject.UNAUTHORIZED
-    job = jobs.get(job_id)
-    if job is None:
-        return Reject.JOB_NOT_FOUND
-    if job.prevhash != current_prevhash:
-        return Reject.STALE
+    job = book.lookup(job_id)
+    if type(job) is JobStatus:
+        return Reject.STALE if job is JobStatus.STALE else Reject.JOB_NOT_FOUND
     difficulty = session_jobs.get(job_id)
     if difficulty is None:  # a job id this connection was never sent
         return Reject.JOB_NOT_FOUND

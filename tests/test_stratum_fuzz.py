@@ -10,11 +10,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stratum import protocol
+from stratum.jobs import JobBook
 from stratum.validate import Reject, Submission, precheck
 from tests.stratum_client import StratumClient
 from tests.stratum_support import FIXTURE_NOW, fixture_job, start_server
 
 JOB = fixture_job()
+BOOK = JobBook()
+BOOK.add(JOB)
 json_values = st.recursive(
     st.none()
     | st.booleans()
@@ -43,8 +46,7 @@ def test_precheck_never_raises(params):
         subscribed=True,
         workers={"a.w": ("a", "w")},
         session_jobs={JOB.job_id: 1.0},
-        jobs={JOB.job_id: JOB},
-        current_prevhash=JOB.prevhash,
+        book=BOOK,
         extranonce2_size=8,
         version_mask=0x1FFFE000,
         now=FIXTURE_NOW,

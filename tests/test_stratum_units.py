@@ -3,6 +3,7 @@ extranonce allocation, vardiff (with hypothesis properties)."""
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 
 import orjson
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from stratum import protocol, vardiff
 from stratum.difficulty import DIFF1, target_from_difficulty, target_from_nbits
 from stratum.extranonce import ExtranonceAllocator, ExtranonceExhausted
+from stratum.jobs import JobBook
 from stratum.validate import Reject, Submission, judge, precheck
 from tests.conftest import stratum_vectors
 from tests.stratum_support import FIXTURE_NOW, fixture_job
@@ -90,6 +92,11 @@ def test_set_difficulty_sends_integers_when_integral():
 # ---- validation ---------------------------------------------------------------------------
 
 JOB = fixture_job()
+BOOK = JobBook()
+BOOK.add(JOB)
+NEW_BLOCK_BOOK = JobBook()  # JOB, then a job on another prevhash (a new block)
+NEW_BLOCK_BOOK.add(JOB)
+NEW_BLOCK_BOOK.add(dataclasses.replace(JOB, job_id="new", prevhash=b"\x00" * 32))
 EN2 = "00" * 8
 
 
@@ -98,8 +105,7 @@ def _check(params, **kw):
         subscribed=True,
         workers={"a.w": ("a", "w")},
         session_jobs={JOB.job_id: 1.0},
-        jobs={JOB.job_id: JOB},
-        current_prevhash=JOB.prevhash,
+        book=BOOK,
         extranonce2_size=8,
         version_mask=0x1FFFE000,
         now=FIXTURE_NOW,
@@ -136,7 +142,7 @@ def test_precheck_accepts_a_well_formed_submit():
         (_p(worker="a.other"), {}, Reject.UNAUTHORIZED),
         (_p(job="ff"), {}, Reject.JOB_NOT_FOUND),
         (_p(), {"session_jobs": {}}, Reject.JOB_NOT_FOUND),
-        (_p(), {"current_prevhash": b"\x00" * 32}, Reject.STALE),
+        (_p(), {"book": NEW_BLOCK_BOOK}, Reject.STALE),
         (_p(en2="00" * 4), {}, Reject.BAD_EXTRANONCE2),
         (_p(en2="zz" * 8), {}, Reject.BAD_EXTRANONCE2),
         (_p(ntime="0x123456"), {}, Reject.BAD_NTIME),
