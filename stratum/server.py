@@ -314,6 +314,10 @@ class StratumServer:
     def new_job(self, job: Job) -> float:
         """Make ``job`` current and send it to every authorized miner; returns seconds taken."""
         t0 = time.perf_counter()
+        if self._pending:
+            # Shares already queued this tick passed precheck against the current tables: judge
+            # them (duplicates included) before a new block clears or trims those tables.
+            self._flush()
         clean = job.clean_jobs or job.prevhash != self.book.current_prevhash
         if clean:
             self._seen.clear()
@@ -472,9 +476,11 @@ class StratumServer:
         for p, (h, meets_share, meets_network) in zip(batch, results, strict=True):
             session = p.session
             sub = p.sub
+            # Always present: precheck admits only jobs that still have a set, and new_job
+            # flushes the queue before it drops any (an empty stand-in is never stored).
             seen = seen_by_job.get(sub.job.job_id)
             if seen is None:
-                seen = seen_by_job[sub.job.job_id] = set()
+                seen = set()
             reason, is_block = judge(meets_share, meets_network, h in seen)
             if reason is not None:
                 session.share_done()

@@ -563,3 +563,28 @@ async def test_each_listener_has_its_own_difficulty_bounds():
     for c in (a, b):
         await c.close()
     await server.shutdown()
+
+
+async def test_duplicate_queued_when_a_new_block_arrives_is_still_a_duplicate():
+    """A resubmitted share that passed precheck and waits for the tick's batch check must be
+    judged against the duplicate set it was submitted under, even if a new block's job clears the
+    sets before the batch runs (else the same share is credited twice)."""
+    server, port, sink, _ = await start_server(job=hard(fixture_job()))
+    c = await _miner(port)
+    try:
+        job = c.last_job
+        good = c.grind(job, version_bits=0)
+        assert (await c.submit(job, good))["result"] is True
+        (session,) = server.sessions
+        msg, fut = c.request_future("mining.submit", good.params(c.worker, job.job_id))
+        newer = hard(fixture_job(builder=fixture_builder(first_job_id=9)))
+        newer = dataclasses.replace(newer, prevhash=bytes(31) + b"\x02")
+        # Same loop tick: the resubmission is read and queued, then the new block's job lands.
+        session.data_received((json.dumps(msg) + "\n").encode())
+        server.new_job(newer)
+        reply = await asyncio.wait_for(fut, 5)
+        assert reply["error"] == [22, "Duplicate share", None]
+        assert len(sink.shares) == 1
+    finally:
+        await c.close()
+        await server.shutdown()
