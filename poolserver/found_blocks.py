@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from poolserver.blocks import BlockOutcome, BlockStatus, FoundBlock, JsonlFoundBlockStore
 from poolserver.config import Config
@@ -65,6 +65,17 @@ def header_bits(block_hex: str) -> int:
 
 def _summary(verdicts: Mapping[str, str | None]) -> str:
     return ", ".join(f"{n}: {'null' if v is None else v}" for n, v in sorted(verdicts.items()))
+
+
+async def _stored_data(conn: AsyncConnection, block_hash: str) -> dict[str, Any]:
+    """A copy of a stored found block's ``data`` (verdicts, submit outcome) to change and write back
+    in the same transaction; KeyError if the block is not stored."""
+    row = (
+        await conn.execute(select(FoundBlockRow.data).where(FoundBlockRow.block_hash == block_hash))
+    ).first()
+    if row is None:
+        raise KeyError(f"found block {block_hash}: not stored")
+    return dict(row.data or {})
 
 
 def _to_block(row: Any) -> FoundBlock:
@@ -105,14 +116,7 @@ class SqlFoundBlockStore:
 
     async def record_verdict(self, block_hash: str, node: str, verdict: str | None) -> None:
         async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    select(FoundBlockRow.data).where(FoundBlockRow.block_hash == block_hash)
-                )
-            ).first()
-            if row is None:
-                raise KeyError(f"found block {block_hash}: not stored")
-            data = dict(row.data or {})
+            data = await _stored_data(conn, block_hash)
             verdicts = dict(data.get("verdicts") or {})
             verdicts[node] = verdict
             data["verdicts"] = verdicts
@@ -124,14 +128,7 @@ class SqlFoundBlockStore:
 
     async def settle(self, block_hash: str, status: BlockStatus) -> None:
         async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    select(FoundBlockRow.data).where(FoundBlockRow.block_hash == block_hash)
-                )
-            ).first()
-            if row is None:
-                raise KeyError(f"found block {block_hash}: not stored")
-            data = dict(row.data or {})
+            data = await _stored_data(conn, block_hash)
             data["submit"] = status.value
             await conn.execute(
                 FoundBlockRow.__table__.update()
