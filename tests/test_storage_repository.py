@@ -42,6 +42,20 @@ def block(found_at: datetime, reward: int = 312_500_000, ndiff: int = 40) -> Blo
     )
 
 
+def three_miners_shares() -> list[ShareRecord]:
+    """50 shares of difficulty 7, one a minute from T0, from m0, m1, m2 in turn."""
+    return [
+        ShareRecord(
+            seq=i,
+            miner_id=f"m{i % 3}",
+            account="x",
+            difficulty=Fraction(7),
+            time=T0 + timedelta(minutes=i),
+        )
+        for i in range(50)
+    ]
+
+
 async def store_shares(engine, tmp_path, shares) -> None:
     journal = ShareJournal(engine, tmp_path / "spool", flush_interval_ms=1)
     await journal.start()
@@ -111,16 +125,7 @@ async def test_found_blocks_and_frozen_allocation(engine):
     with pytest.raises(KeyError, match="not stored"):
         await blocks.set_status("ff" * 32, "accepted")
 
-    shares = [
-        ShareRecord(
-            seq=i,
-            miner_id=f"m{i % 3}",
-            account="x",
-            difficulty=Fraction(7),
-            time=T0 + timedelta(minutes=i),
-        )
-        for i in range(50)
-    ]
+    shares = three_miners_shares()
     fees = FeePolicy(pool=FeeSchedule.flat(150, T0 - timedelta(days=1)))
     alloc = allocate(block(found), shares, fees)
     allocations = Allocations(engine)
@@ -137,16 +142,7 @@ async def test_found_blocks_and_frozen_allocation(engine):
 async def test_ledger_is_append_only_and_idempotent(engine):
     found = T0 + timedelta(hours=1)
     await add_block(engine, found)
-    shares = [
-        ShareRecord(
-            seq=i,
-            miner_id=f"m{i % 3}",
-            account="x",
-            difficulty=Fraction(7),
-            time=T0 + timedelta(minutes=i),
-        )
-        for i in range(50)
-    ]
+    shares = three_miners_shares()
     alloc = allocate(block(found), shares, FeePolicy(pool=FeeSchedule.flat(100, T0)))
     ledger = Ledger(engine)
     entries = credit_entries(alloc)
@@ -183,16 +179,7 @@ async def test_ledger_block_entries_reads_only_the_asked_blocks(engine):
 async def test_payment_outbox_round_trip(engine):
     found = T0 + timedelta(hours=1)
     await add_block(engine, found)
-    shares = [
-        ShareRecord(
-            seq=i,
-            miner_id=f"m{i % 3}",
-            account="x",
-            difficulty=Fraction(7),
-            time=T0 + timedelta(minutes=i),
-        )
-        for i in range(50)
-    ]
+    shares = three_miners_shares()
     alloc = allocate(block(found), shares, FeePolicy(pool=FeeSchedule.flat(100, T0)))
     ledger = Ledger(engine)
     await ledger.append(credit_entries(alloc))
