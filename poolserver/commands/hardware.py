@@ -10,7 +10,6 @@ from poolserver.register import cli_support as cs
 from poolserver.register.csvrows import (
     HARDWARE_SCHEMA,
     HardwareRow,
-    parse_csv,
     positive_int,
     to_csv,
 )
@@ -57,13 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     cap.add_argument("--observed", required=True, help="observed hashrate, e.g. 250T")
     cap.set_defaults(func=lambda a: cs.run(a, _capacity))
 
-    imp = hsub.add_parser("import", help=f"import machines from CSV ({', '.join(EXPORT_COLUMNS)})")
-    cs.add_import_args(imp)
-    imp.set_defaults(func=lambda a: cs.run(a, _import))
-
-    exp = hsub.add_parser("export", help="export machines as CSV (the import format)")
-    exp.add_argument("file", nargs="?")
-    exp.set_defaults(func=lambda a: cs.run(a, _export))
+    cs.add_csv_commands(hsub, "machines", EXPORT_COLUMNS, lambda _: HARDWARE_SCHEMA, _export)
 
 
 async def _add(repo: RegisterRepository, config: Config, args: argparse.Namespace) -> int:
@@ -118,11 +111,6 @@ async def _capacity(repo: RegisterRepository, config: Config, args: argparse.Nam
         return 0
     print(f"{finding.finding.value}: {finding.detail}")
     return 1
-
-
-async def _import(repo: RegisterRepository, config: Config, args: argparse.Namespace) -> int:
-    parsed = parse_csv(cs.read_text(args.file), HARDWARE_SCHEMA)
-    return await cs.do_import(repo, config, args, parsed)
 
 
 async def _export(repo: RegisterRepository, config: Config, args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ import argparse
 
 from poolserver.config import Config
 from poolserver.register import cli_support as cs
-from poolserver.register.csvrows import LICENSE_SCHEMA, parse_csv, to_csv
+from poolserver.register.csvrows import LICENSE_SCHEMA, to_csv
 from poolserver.register.licensing import LicenseState, expiry_warning
 from poolserver.register.repository import RegisterRepository
 from poolserver.register.timeutil import parse_date, parse_time, show
@@ -55,13 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     cs.add_who(rev)
     rev.set_defaults(func=lambda a: cs.run(a, _revoke))
 
-    imp = lsub.add_parser("import", help=f"import licenses from CSV ({', '.join(EXPORT_COLUMNS)})")
-    cs.add_import_args(imp)
-    imp.set_defaults(func=lambda a: cs.run(a, _import))
-
-    exp = lsub.add_parser("export", help="export licenses as CSV (the import format)")
-    exp.add_argument("file", nargs="?")
-    exp.set_defaults(func=lambda a: cs.run(a, _export))
+    cs.add_csv_commands(lsub, "licenses", EXPORT_COLUMNS, lambda _: LICENSE_SCHEMA, _export)
 
 
 async def _add(repo: RegisterRepository, config: Config, args: argparse.Namespace) -> int:
@@ -127,12 +121,6 @@ async def _revoke(repo: RegisterRepository, config: Config, args: argparse.Names
     await repo.revoke(cs.who(config, args), args.number, at, args.reason)
     print(f"license {args.number} revoked from {show(at)}")
     return 0
-
-
-async def _import(repo: RegisterRepository, config: Config, args: argparse.Namespace) -> int:
-    return await cs.do_import(
-        repo, config, args, parse_csv(cs.read_text(args.file), LICENSE_SCHEMA)
-    )
 
 
 async def _export(repo: RegisterRepository, config: Config, args: argparse.Namespace) -> int:

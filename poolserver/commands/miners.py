@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from poolserver.config import Config
 from poolserver.register import cli_support as cs
-from poolserver.register.csvrows import miner_schema, parse_csv, to_csv
+from poolserver.register.csvrows import miner_schema, to_csv
 from poolserver.register.history import format_fee, parse_fee_percent
 from poolserver.register.repository import RegisterRepository
 from poolserver.register.timeutil import parse_time, show
@@ -59,13 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     cs.add_who(pool_fee)
     pool_fee.set_defaults(func=lambda a: cs.run(a, _pool_fee))
 
-    imp = msub.add_parser("import", help=f"import miners from CSV ({', '.join(EXPORT_COLUMNS)})")
-    cs.add_import_args(imp)
-    imp.set_defaults(func=lambda a: cs.run(a, _import))
-
-    exp = msub.add_parser("export", help="export miners as CSV (the import format)")
-    exp.add_argument("file", nargs="?", help="output file (default: stdout)")
-    exp.set_defaults(func=lambda a: cs.run(a, _export))
+    cs.add_csv_commands(msub, "miners", EXPORT_COLUMNS, miner_schema, _export)
 
 
 def _when(text: str | None) -> datetime | None:
@@ -151,11 +145,6 @@ async def _pool_fee(repo: RegisterRepository, config: Config, args: argparse.Nam
     await repo.set_pool_fee(cs.who(config, args), bps, when, args.note)
     print(f"pool fee {format_fee(bps)} from {show(when or repo.clock())}")
     return 0
-
-
-async def _import(repo: RegisterRepository, config: Config, args: argparse.Namespace) -> int:
-    parsed = parse_csv(cs.read_text(args.file), miner_schema(repo.network))
-    return await cs.do_import(repo, config, args, parsed)
 
 
 async def _export(repo: RegisterRepository, config: Config, args: argparse.Namespace) -> int:

@@ -8,10 +8,12 @@ import argparse
 import asyncio
 import getpass
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from poolserver.config import Config, load_config
+from poolserver.register.csvrows import Parsed, Schema, parse_csv
 from poolserver.register.errors import RegisterError
 from poolserver.register.repository import RegisterRepository
 
@@ -82,12 +84,31 @@ def add_import_args(p: argparse.ArgumentParser) -> None:
     add_who(p)
 
 
-async def do_import(
-    repo: RegisterRepository, config: Config, args: argparse.Namespace, parsed: object
-) -> int:
-    from poolserver.register.csvrows import Parsed
+def add_csv_commands(
+    sub: argparse._SubParsersAction,
+    noun: str,
+    columns: Sequence[str],
+    schema: Callable[[str], Schema[Any]],
+    export: Body,
+) -> None:
+    """A register command's ``import`` and ``export`` actions: import checks the CSV's rows
+    against ``schema(network)`` and writes the valid ones; export writes the import format."""
+    imp = sub.add_parser("import", help=f"import {noun} from CSV ({', '.join(columns)})")
+    add_import_args(imp)
 
-    assert isinstance(parsed, Parsed)
+    async def import_csv(repo: RegisterRepository, config: Config, args: argparse.Namespace) -> int:
+        parsed = parse_csv(read_text(args.file), schema(repo.network))
+        return await do_import(repo, config, args, parsed)
+
+    imp.set_defaults(func=lambda a: run(a, import_csv))
+    exp = sub.add_parser("export", help=f"export {noun} as CSV (the import format)")
+    exp.add_argument("file", nargs="?", help="output file (default: stdout)")
+    exp.set_defaults(func=lambda a: run(a, export))
+
+
+async def do_import(
+    repo: RegisterRepository, config: Config, args: argparse.Namespace, parsed: Parsed[Any]
+) -> int:
     report = await repo.import_rows(
         who(config, args), parsed, dry_run=args.dry_run, strict=args.strict
     )
