@@ -9,6 +9,9 @@ configuration error.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Awaitable, Callable
+
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from poolserver.config import Config, ConfigError
@@ -20,6 +23,7 @@ __all__ = [
     "create_engine_from_config",
     "database_url",
     "open_storage_from_config",
+    "run_on_database",
     "storage_settings",
 ]
 
@@ -62,3 +66,29 @@ def create_engine_from_config(
 async def open_storage_from_config(config: Config, *, create_if_empty: bool = True) -> Storage:
     """``storage.open_storage`` for a ``Config``: engine, schema check, started journal."""
     return await open_storage(storage_settings(config), create_if_empty=create_if_empty)
+
+
+async def run_on_database(
+    config: Config, command: str, body: Callable[[AsyncEngine], Awaitable[int]]
+) -> int:
+    """Run an operator command's ``body`` on the configured database, schema checked first.
+
+    An outdated schema prints the fix and returns 2; an unreachable database (at any point)
+    prints ``poolserver COMMAND: cannot reach URL: reason`` and returns 1 — never a traceback.
+    """
+    from poolserver.storage import schema
+
+    engine = create_engine_from_config(config)
+    shown = engine.url.render_as_string(hide_password=True)
+    try:
+        try:
+            await schema.check_schema(engine)
+        except schema.SchemaError as exc:
+            print(f"poolserver: {exc}", file=sys.stderr)
+            return 2
+        return await body(engine)
+    except OSError as exc:
+        print(f"poolserver {command}: cannot reach {shown}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await engine.dispose()

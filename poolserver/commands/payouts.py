@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
@@ -47,23 +46,9 @@ def run(args: argparse.Namespace, body: Body) -> int:
 
 
 async def _run(config: Config, args: argparse.Namespace, body: Body) -> int:
-    from poolserver.storage import schema
-    from poolserver.storage_config import create_engine_from_config
+    from poolserver.storage_config import run_on_database
 
-    engine = create_engine_from_config(config)
-    shown = engine.url.render_as_string(hide_password=True)
-    try:
-        try:
-            await schema.check_schema(engine)
-        except schema.SchemaError as exc:
-            print(f"poolserver: {exc}", file=sys.stderr)
-            return 2
-        except OSError as exc:
-            print(f"poolserver payouts: cannot reach {shown}: {exc}", file=sys.stderr)
-            return 1
-        return await body(engine, config, args)
-    finally:
-        await engine.dispose()
+    return await run_on_database(config, "payouts", lambda engine: body(engine, config, args))
 
 
 def btc(sats: int) -> str:

@@ -38,24 +38,17 @@ def run(args: argparse.Namespace, body: Body) -> int:
 
 
 async def _run(config: Config, args: argparse.Namespace, body: Body) -> int:
-    from poolserver.storage import schema
-    from poolserver.storage_config import create_engine_from_config
+    from poolserver.storage_config import run_on_database
 
-    engine = create_engine_from_config(config)
-    try:
-        try:
-            await schema.check_schema(engine)
-        except schema.SchemaError as exc:
-            print(f"poolserver: {exc}", file=sys.stderr)
-            return 2
+    async def on_register(engine: Any) -> int:
         repo = RegisterRepository(engine, network=network(config))
         try:
             return await body(repo, config, args)
         except RegisterError as exc:
             print(f"poolserver: {exc}", file=sys.stderr)
             return 1
-    finally:
-        await engine.dispose()
+
+    return await run_on_database(config, args.command, on_register)
 
 
 def read_text(path: str) -> str:
