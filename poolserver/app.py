@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import ssl
 from typing import Any
@@ -86,15 +87,9 @@ def server_settings(config: Config) -> ServerSettings:
         auth_backoff_max_s=sc.auth_backoff_max_s,
         resume_window_s=sc.resume_window_s,
         drain_timeout_s=sc.drain_timeout_s,
-        vardiff=VardiffConfig(
-            target_interval_s=v.target_interval_s,
-            retarget_interval_s=v.retarget_interval_s,
-            retarget_shares=v.retarget_shares,
-            variance=v.variance,
-            max_step=v.max_step,
-            max_step_up=v.max_step_up,
-            decay_window_s=v.decay_window_s,
-        ),
+        # [stratum.vardiff] mirrors stratum's VardiffConfig field for field (stratum may not
+        # import the config); a field added to one side only fails here at startup.
+        vardiff=VardiffConfig(**dataclasses.asdict(v)),
     )
 
 
