@@ -14,7 +14,7 @@ import argparse
 import struct
 import time
 
-from poolserver.embedded_chain import EmbeddedChain
+from poolserver.bitcoin.embedded_chain import EmbeddedChain
 from stratum.hashcore import backend, sha256d
 from stratum.jobs import JobBuilder, assemble_block, coinbase_tx
 from stratum.merkle import fold_branch

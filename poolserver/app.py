@@ -2,11 +2,12 @@
 
 ``PoolApp(config).start()`` wires:
 
-- template source: the nodes in ``[node].nodes`` (``poolserver.node.NodeGroup``), else the
-  embedded regtest chain (``poolserver.embedded_chain``), via ``poolserver.template_feed``;
+- template source: the nodes in ``[node].nodes`` (``poolserver.bitcoin.node.NodeGroup``), else
+  the embedded regtest chain (``poolserver.bitcoin.embedded_chain``), via
+  ``poolserver.bitcoin.template_feed``;
 - the template feed (longpoll, ZMQ, periodic refresh) turning templates into jobs
   (``stratum.jobs``); every new job goes to ``StratumServer.new_job`` (one encoded line for all);
-- block candidates: ``poolserver.blocks.BlockSubmitter`` (fsync'd JSONL store under the data
+- block candidates: ``poolserver.bitcoin.blocks.BlockSubmitter`` (fsync'd JSONL store under the data
   dir before ``submitblock`` to every node; replayed at startup);
 - accepted shares: the durable share journal (``poolserver.storage``), or the in-memory sink
   (logged loudly) when ``memory_sink=True`` is asked for;
@@ -138,8 +139,8 @@ class PoolApp:
         settings = server_settings(cfg)
         data = cfg.data_path
         data.mkdir(parents=True, exist_ok=True)
-        from poolserver import template_feed
-        from poolserver.blocks import BlockSubmitter, JsonlFoundBlockStore, submit_targets
+        from poolserver.bitcoin import template_feed
+        from poolserver.bitcoin.blocks import BlockSubmitter, JsonlFoundBlockStore, submit_targets
 
         # Refuse a bad payout address, tag or extranonce layout before touching node or disk.
         template_feed.builder_from_config(cfg)
@@ -158,7 +159,7 @@ class PoolApp:
         self.feed = template_feed.feed_from_config(cfg, self.rpc)
         found_store: Any = JsonlFoundBlockStore(data / "found-blocks.jsonl")
         if self.storage is not None:
-            from poolserver.found_blocks import found_block_store
+            from poolserver.bitcoin.found_blocks import found_block_store
 
             # the database, with the fsync'd JSONL file as fallback while it is unreachable
             found_store = found_block_store(self.storage.engine, cfg)
@@ -171,8 +172,8 @@ class PoolApp:
         if replayed:
             log.warning("resubmitted %d found block(s) left unsettled by the last run", replayed)
         if self.storage is not None and cfg.payouts.enabled:
+            from poolserver.bitcoin.wallet import wallet_from_config
             from poolserver.payout_service import PayoutService
-            from poolserver.wallet import wallet_from_config
 
             self.payout_service = PayoutService(
                 self.storage.engine, cfg, self.rpc, wallet_from_config(cfg, self.rpc),

@@ -39,8 +39,8 @@ class StratumCollector(Collector):
         self, stats: StratumStats, feed_stats: Any = None, block_stats: Any = None
     ) -> None:
         self.stats = stats
-        self.feed_stats = feed_stats  # poolserver.template_feed.FeedStats
-        self.block_stats = block_stats  # poolserver.blocks.BlockStats
+        self.feed_stats = feed_stats  # poolserver.bitcoin.template_feed.FeedStats
+        self.block_stats = block_stats  # poolserver.bitcoin.blocks.BlockStats
 
     def collect(self) -> Iterator[Metric]:
         s = self.stats

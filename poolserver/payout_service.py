@@ -69,8 +69,8 @@ from payouts.types import (
     exact_difficulty,
     require_miner_id,
 )
+from poolserver.bitcoin.node import Rpc, RpcError
 from poolserver.config import Config, ConfigError, PayoutsConfig
-from poolserver.node import Rpc, RpcError
 from poolserver.register.history import Dated, value_at
 from poolserver.register.payouts_hook import load_suspensions
 from poolserver.register.repository import RegisterRepository

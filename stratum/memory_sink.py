@@ -42,7 +42,7 @@ class MemoryShareSink:
 
 
 class MemoryBlockSink:
-    """Records block candidates (tests; the real sink is ``poolserver.blocks``)."""
+    """Records block candidates (tests; the real sink is ``poolserver.bitcoin.blocks``)."""
 
     def __init__(self) -> None:
         self.candidates: list[BlockCandidate] = []

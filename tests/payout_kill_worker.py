@@ -16,11 +16,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from poolserver.bitcoin.embedded_chain import EmbeddedChain
+from poolserver.bitcoin.wallet import EmbeddedWallet
 from poolserver.config import config_from_dict
-from poolserver.embedded_chain import EmbeddedChain
 from poolserver.payout_service import PayoutService
 from poolserver.storage.engine import create_engine
-from poolserver.wallet import EmbeddedWallet
 
 
 class Points:

@@ -8,10 +8,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from poolserver.blocks import BlockSubmitter, JsonlFoundBlockStore
+from poolserver.bitcoin.blocks import BlockSubmitter, JsonlFoundBlockStore
+from poolserver.bitcoin.embedded_chain import EmbeddedChain
+from poolserver.bitcoin.found_blocks import DurableFoundBlockStore, SqlFoundBlockStore
 from poolserver.config import Config, config_from_dict
-from poolserver.embedded_chain import EmbeddedChain
-from poolserver.found_blocks import DurableFoundBlockStore, SqlFoundBlockStore
 from poolserver.register.repository import RegisterRepository
 from poolserver.register.timeutil import kz_date
 from poolserver.storage.journal import ShareJournal

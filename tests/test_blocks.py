@@ -13,14 +13,14 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from poolserver.blocks import (
+from poolserver.bitcoin.blocks import (
     BlockStatus,
     BlockSubmitter,
     JsonlFoundBlockStore,
     submit_targets,
 )
-from poolserver.embedded_chain import EmbeddedChain
-from poolserver.node import NodeClient, NodeGroup
+from poolserver.bitcoin.embedded_chain import EmbeddedChain
+from poolserver.bitcoin.node import NodeClient, NodeGroup
 from stratum.hashcore import sha256d
 from stratum.interfaces import BlockCandidate
 from tests.conftest import wait_until
@@ -85,7 +85,7 @@ async def test_block_persisted_before_submit_and_accepted(tmp_path):
 
 
 async def test_rejection_is_recorded_and_alerted(tmp_path, caplog):
-    caplog.set_level(logging.ERROR, logger="poolserver.blocks")
+    caplog.set_level(logging.ERROR, logger="poolserver.bitcoin.blocks")
     chain = _chain()
     store = JsonlFoundBlockStore(tmp_path / "b.jsonl")
     sink = BlockSubmitter(store, [chain])
@@ -152,7 +152,7 @@ CHILD = textwrap.dedent(
     """
     import asyncio, sys
     sys.path.insert(0, {root!r})
-    from poolserver.blocks import BlockSubmitter, JsonlFoundBlockStore
+    from poolserver.bitcoin.blocks import BlockSubmitter, JsonlFoundBlockStore
     from tests.test_blocks import _candidate, _chain
 
     class Hang:
@@ -217,7 +217,7 @@ class VerdictsLost(JsonlFoundBlockStore):
 async def test_store_failure_after_persist_leaves_the_block_pending(tmp_path, caplog):
     # drain() runs in PoolApp.stop() before the journal and the database are closed: it must
     # not raise, and the block (already durable) must stay pending for the next start.
-    caplog.set_level(logging.ERROR, logger="poolserver.blocks")
+    caplog.set_level(logging.ERROR, logger="poolserver.bitcoin.blocks")
     chain = _chain()
     store = VerdictsLost(tmp_path / "b.jsonl")
     sink = BlockSubmitter(store, [chain])

@@ -9,14 +9,14 @@ from dataclasses import replace
 
 import pytest
 
-from poolserver.embedded_chain import (
+from poolserver.bitcoin.embedded_chain import (
     DIFF1,
     EmbeddedChain,
     EmbeddedChainError,
     bits_for_shares,
     subsidy,
 )
-from poolserver.node import RpcError, RpcMethodNotFound
+from poolserver.bitcoin.node import RpcError, RpcMethodNotFound
 from stratum.address import address_to_script
 from stratum.difficulty import target_from_nbits
 from stratum.hashcore import header_hash, sha256d

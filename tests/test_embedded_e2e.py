@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 
 from poolserver.app import PoolApp
+from poolserver.bitcoin.embedded_chain import EmbeddedChain
 from poolserver.config import config_from_dict
-from poolserver.embedded_chain import EmbeddedChain
 from stratum.memory_sink import MemoryShareSink
 from tests.stratum_client import StratumClient
 

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from poolserver.node import (
+from poolserver.bitcoin.node import (
     NodeClient,
     NodeGroup,
     NodeStartupError,

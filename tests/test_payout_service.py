@@ -19,11 +19,11 @@ from payouts.payments import (
     distribution_rows,
 )
 from payouts.types import POOL_ACCOUNT, difficulty_from_bits
-from poolserver.embedded_chain import EmbeddedChain
+from poolserver.bitcoin.embedded_chain import EmbeddedChain
+from poolserver.bitcoin.wallet import EmbeddedWallet
 from poolserver.payout_service import PayoutService, payout_lock
 from poolserver.storage.models import FoundBlock
 from poolserver.storage.repository import Allocations, Ledger
-from poolserver.wallet import EmbeddedWallet
 from tests.payout_support import (
     ADDR,
     OTHER_MINER,

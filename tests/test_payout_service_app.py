@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 
 from poolserver.app import PoolApp
+from poolserver.bitcoin.embedded_chain import EmbeddedChain
 from poolserver.config import config_from_dict
-from poolserver.embedded_chain import EmbeddedChain
 from poolserver.storage.repository import Allocations, FoundBlocks, Ledger
 from tests.payout_support import ADDR, OTHER_MINER, seed_register
 from tests.stratum_client import StratumClient

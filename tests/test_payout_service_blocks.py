@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from poolserver.blocks import BlockStatus, BlockSubmitter, JsonlFoundBlockStore
-from poolserver.embedded_chain import EmbeddedChain
-from poolserver.found_blocks import DurableFoundBlockStore, SqlFoundBlockStore, header_bits
+from poolserver.bitcoin.blocks import BlockStatus, BlockSubmitter, JsonlFoundBlockStore
+from poolserver.bitcoin.embedded_chain import EmbeddedChain
+from poolserver.bitcoin.found_blocks import DurableFoundBlockStore, SqlFoundBlockStore, header_bits
 from poolserver.storage import schema
 from poolserver.storage.engine import create_engine
 from stratum.hashcore import sha256d
@@ -87,7 +87,7 @@ async def test_pending_block_is_replayed(engine):
         name = "down"
 
         async def call(self, method: str, *params: Any, timeout: float | None = None) -> Any:
-            from poolserver.node import NodeUnavailable
+            from poolserver.bitcoin.node import NodeUnavailable
 
             raise NodeUnavailable("down", "connection refused")
 
@@ -145,7 +145,7 @@ async def test_pending_in_fallback_is_replayed(empty_db_url, tmp_path):
         store = DurableFoundBlockStore(SqlFoundBlockStore(engine), fallback)
         block = None
         candidate = _candidate(chain)
-        from poolserver.node import NodeUnavailable
+        from poolserver.bitcoin.node import NodeUnavailable
 
         class Down:
             name = "down"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+from poolserver.bitcoin.embedded_chain import EmbeddedChain
 from poolserver.cli import main
-from poolserver.embedded_chain import EmbeddedChain
 from poolserver.storage.engine import create_engine
 from tests.payout_support import (
     ADDR,

@@ -19,10 +19,10 @@ import pytest
 
 from payouts.ledger import EntryKind, LedgerEntry
 from payouts.payments import PaymentStatus
+from poolserver.bitcoin.wallet import EmbeddedWallet
 from poolserver.register.repository import RegisterRepository
 from poolserver.storage.engine import create_engine
 from poolserver.storage.repository import Ledger, SqlPaymentOutbox
-from poolserver.wallet import EmbeddedWallet
 from tests.test_register_rules import constructed_numbers
 
 ROOT = Path(__file__).resolve().parent.parent

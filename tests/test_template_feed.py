@@ -9,10 +9,9 @@ import socket
 
 import pytest
 
-from poolserver.config import ConfigError, config_from_dict
-from poolserver.embedded_chain import EmbeddedChain
-from poolserver.node import NodeClient, NodeStartupError
-from poolserver.template_feed import (
+from poolserver.bitcoin.embedded_chain import EmbeddedChain
+from poolserver.bitcoin.node import NodeClient, NodeStartupError
+from poolserver.bitcoin.template_feed import (
     RpcTemplateSource,
     TemplateFeed,
     builder_from_config,
@@ -20,6 +19,7 @@ from poolserver.template_feed import (
     rpc_from_config,
     startup_check,
 )
+from poolserver.config import ConfigError, config_from_dict
 from stratum.address import address_to_script
 from stratum.jobs import JobBuilder, JobStatus, notify_params
 from tests.conftest import load_fixture, wait_until
@@ -84,7 +84,7 @@ async def test_periodic_refresh_is_not_clean(node):
 
 
 async def test_node_outage_keeps_last_job_and_recovers(node, caplog):
-    caplog.set_level(logging.WARNING, logger="poolserver.template_feed")
+    caplog.set_level(logging.WARNING, logger="poolserver.bitcoin.template_feed")
     feed, client = _feed(node, refresh_s=0.1, retry_s=0.02, retry_max_s=0.05)
     task = asyncio.create_task(feed.run())
     try:

@@ -29,10 +29,16 @@ from payouts.payments import (
     PayoutParams,
     run_payments,
 )
-from poolserver.embedded_chain import EmbeddedChain
-from poolserver.node import NodeUnavailable
+from poolserver.bitcoin.embedded_chain import EmbeddedChain
+from poolserver.bitcoin.node import NodeUnavailable
+from poolserver.bitcoin.wallet import (
+    EmbeddedWallet,
+    NodeWallet,
+    WalletNodeClient,
+    btc_amount,
+    rpc_dumps,
+)
 from poolserver.storage.repository import Ledger, SqlPaymentOutbox
-from poolserver.wallet import EmbeddedWallet, NodeWallet, WalletNodeClient, btc_amount, rpc_dumps
 from stratum.address import address_to_script
 from stratum.tx import parse_tx
 from tests.payout_support import ADDR

@@ -62,10 +62,10 @@ def _print_rows(header: list[str], rows: list[list[str]]) -> None:
 
 
 async def _run_once(engine: Any, config: Config, args: argparse.Namespace) -> int:
-    from poolserver import template_feed
-    from poolserver.found_blocks import found_block_store
+    from poolserver.bitcoin import template_feed
+    from poolserver.bitcoin.found_blocks import found_block_store
+    from poolserver.bitcoin.wallet import wallet_from_config
     from poolserver.payout_service import PayoutService
-    from poolserver.wallet import wallet_from_config
 
     rpc = template_feed.rpc_from_config(config)
     try:

@@ -1,4 +1,5 @@
-"""Found blocks in the database (``poolserver.blocks.FoundBlockStore``), with a JSONL fallback.
+"""Found blocks in the database (``poolserver.bitcoin.blocks.FoundBlockStore``), with a JSONL
+fallback.
 
 ``SqlFoundBlockStore`` keeps a found block in the ``found_blocks`` table: ``persist`` returns
 after the INSERT's transaction has committed (SQLite ``synchronous=FULL`` / PostgreSQL commit),
@@ -37,7 +38,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from poolserver.blocks import BlockOutcome, BlockStatus, FoundBlock, JsonlFoundBlockStore
+from poolserver.bitcoin.blocks import BlockOutcome, BlockStatus, FoundBlock, JsonlFoundBlockStore
 from poolserver.config import Config
 from poolserver.storage.models import FoundBlock as FoundBlockRow
 from poolserver.storage.repository import FoundBlocks

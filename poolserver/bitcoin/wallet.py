@@ -41,8 +41,8 @@ from typing import Any
 import aiohttp
 
 from payouts.payments import PaymentRejected
+from poolserver.bitcoin.node import NodeClient, Rpc, RpcError
 from poolserver.config import Config, ConfigError
-from poolserver.node import NodeClient, Rpc, RpcError
 from stratum.address import AddressError, address_to_script
 from stratum.tx import Tx, TxIn, TxOut
 
@@ -254,7 +254,7 @@ def _as_dict(record: RecordedPayment) -> dict[str, Any]:
 
 def wallet_from_config(config: Config, chain: Any) -> Any:
     """The configured ``PaymentTransport`` (None for ``wallet = "off"``)."""
-    from poolserver.embedded_chain import EmbeddedChain
+    from poolserver.bitcoin.embedded_chain import EmbeddedChain
 
     kind = config.payouts.wallet
     if kind not in ("auto", "node", "embedded", "off"):

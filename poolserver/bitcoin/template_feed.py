@@ -33,10 +33,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from poolserver.config import Config, ConfigError
-from poolserver.embedded_chain import EmbeddedChain
-from poolserver.embedded_chain import from_config as embedded_from_config
-from poolserver.node import (
+from poolserver.bitcoin.embedded_chain import EmbeddedChain
+from poolserver.bitcoin.embedded_chain import from_config as embedded_from_config
+from poolserver.bitcoin.node import (
     NodeClient,
     NodeGroup,
     NodeUnavailable,
@@ -44,6 +43,7 @@ from poolserver.node import (
     RpcError,
     wait_until_ready,
 )
+from poolserver.config import Config, ConfigError
 from stratum.address import AddressError, address_to_script
 from stratum.interfaces import BlockTemplate, Job
 from stratum.jobs import JobBook, JobBuilder, JobError

@@ -32,7 +32,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
-from poolserver.node import NodeGroup, NodeUnavailable, Rpc, RpcError, RpcTransientError
+from poolserver.bitcoin.node import NodeGroup, NodeUnavailable, Rpc, RpcError, RpcTransientError
 from stratum.interfaces import BlockCandidate
 from stratum.jobs import BlockAssemblyError, assemble_block
 

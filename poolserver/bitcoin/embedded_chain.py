@@ -4,7 +4,7 @@ It answers the same RPC calls with the same shapes as the recordings in
 ``tests/vectors/bitcoind-regtest/`` (``getblocktemplate``, ``submitblock``,
 ``getblockchaininfo``, ``getblock``, ``getblockhash``, ``getbestblockhash``, ``getblockcount``,
 ``getmininginfo``, ``generatetoaddress``) through ``await chain.call(method, *params)``, so the
-template feed and the block submitter use it exactly like a ``poolserver.node.NodeClient``.
+template feed and the block submitter use it exactly like a ``poolserver.bitcoin.node.NodeClient``.
 
 What is real: block and transaction serialization, txids/wtxids, the witness commitment, the
 coinbase value (subsidy halving every 150 blocks on regtest, plus fees of the included
@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from poolserver.bitcoin.node import RpcError, RpcMethodNotFound
 from poolserver.config import Config, ConfigError
-from poolserver.node import RpcError, RpcMethodNotFound
 from stratum.address import address_to_script
 from stratum.coinbase import add_witness_reserved_value, bip34_height_push, build_coinbase
 from stratum.difficulty import DIFF1, target_from_nbits
