@@ -111,9 +111,16 @@ class AcceptedShare:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+class DuplicateShare(Exception):
+    """The sink already holds a share with this header hash: the second line of defence behind
+    the share path's in-memory duplicate set (a restart, another instance). The share is not
+    stored again and must not be credited or acked as accepted."""
+
+
 class ShareSink(Protocol):
     async def put(self, share: AcceptedShare) -> None:
-        """Returns only when the share is durable; the miner's ack waits for it."""
+        """Returns only when the share is durable; the miner's ack waits for it. Raises
+        ``DuplicateShare`` when a share with the same ``share_hash`` is already stored."""
         ...
 
 
