@@ -40,7 +40,7 @@ import contextlib
 import fcntl
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
@@ -54,12 +54,12 @@ from payouts.allocation import Allocation, allocate
 from payouts.fees import FeePolicy, FeeRate, FeeSchedule
 from payouts.ledger import ChainStatus, EntryKind, block_entries
 from payouts.payments import (
-    PaymentRejected,
     PaymentTransport,
     PayoutParams,
     run_payments,
 )
 from payouts.pplns import PplnsParams, UnderfillPolicy
+from payouts.txfee import DUST_LIMIT_SATS, TxFeePolicy
 from payouts.types import (
     BlockRecord,
     RollupRecord,
@@ -106,10 +106,24 @@ def pplns_params(cfg: PayoutsConfig) -> PplnsParams:
 
 
 def payout_params(cfg: PayoutsConfig) -> PayoutParams:
+    if cfg.fee_policy not in tuple(TxFeePolicy):
+        raise ConfigError(f"payouts.fee_policy: {cfg.fee_policy!r} is not one of "
+                          + ", ".join(p.value for p in TxFeePolicy))
+    if isinstance(cfg.min_payout_sats, int) and cfg.min_payout_sats < DUST_LIMIT_SATS:
+        raise ConfigError(
+            f"payouts.min_payout_sats: {cfg.min_payout_sats} sat is below the dust limit "
+            f"{DUST_LIMIT_SATS} sat (P2PKH, the strictest of the address types paid to); the "
+            "wallet would refuse such an output")
+    if not isinstance(cfg.fee_rate_sat_vb, int) or isinstance(cfg.fee_rate_sat_vb, bool) \
+            or cfg.fee_rate_sat_vb < 1:
+        raise ConfigError(f"payouts.fee_rate_sat_vb: must be an integer >= 1, got "
+                          f"{cfg.fee_rate_sat_vb!r}")
     try:
         return PayoutParams(min_payout_sats=cfg.min_payout_sats,
                             max_outputs=cfg.max_outputs_per_batch,
-                            confirmations_required=cfg.payment_confirmations)  # fmt: skip
+                            confirmations_required=cfg.payment_confirmations,
+                            fee_policy=TxFeePolicy(cfg.fee_policy),
+                            fee_reserve_sats=cfg.fee_reserve_sats)  # fmt: skip
     except (TypeError, ValueError) as exc:
         raise ConfigError(str(exc).replace("payouts.max_outputs", "payouts.max_outputs_per_batch")
                           .replace("confirmations_required", "payment_confirmations")) from None
@@ -135,6 +149,7 @@ class TickReport:
     reversals: int = 0
     batches_planned: int = 0
     payments_skipped: str = ""
+    held: list[str] = field(default_factory=list)
     retention: RollupReport | None = None
     errors: list[str] = field(default_factory=list)
 
@@ -146,6 +161,8 @@ class TickReport:
                  f"{self.batches_planned} new payment batch(es)"]  # fmt: skip
         if self.payments_skipped:
             parts.append(f"payments: {self.payments_skipped}")
+        if self.held:
+            parts.append(f"payouts held: {', '.join(self.held)}")
         if self.retention is not None:
             parts.append(f"retention rolled up {self.retention.shares} share(s)")
         if self.errors:
@@ -153,25 +170,10 @@ class TickReport:
         return ", ".join(parts)
 
 
-class _RefusalWatch:
-    """Passes calls to the transport; remembers whether the wallet refused a batch."""
-
-    def __init__(self, inner: PaymentTransport) -> None:
-        self.inner = inner
-        self.refused: str | None = None
-
-    async def send_many(self, outputs: Mapping[str, int], comment: str) -> str:
-        try:
-            return await self.inner.send_many(outputs, comment)
-        except PaymentRejected as exc:
-            self.refused = str(exc)
-            raise
-
-    async def find_by_comment(self, comment: str) -> str | None:
-        return await self.inner.find_by_comment(comment)
-
-    async def confirmations(self, txid: str) -> int:
-        return await self.inner.confirmations(txid)
+async def spendable_budget(transport: PaymentTransport) -> int | None:
+    """The wallet's spendable satoshis, or None when the transport cannot say."""
+    spendable = getattr(transport, "spendable", None)
+    return None if spendable is None else int(await spendable())
 
 
 @contextlib.asynccontextmanager
@@ -407,7 +409,6 @@ class PayoutService:
         if self.transport is None or not self.cfg.payments_enabled:
             report.payments_skipped = "disabled"
             return
-        watch = _RefusalWatch(self.transport)
         if self._paused_until is not None and now < self._paused_until:
             # finish what is in flight, plan nothing new
             report.payments_skipped = f"paused until {self._paused_until.isoformat()}"
@@ -415,15 +416,21 @@ class PayoutService:
                                   confirmations_required=self.payout.confirmations_required)
         else:
             params = self.payout
-        plan = await run_payments(self.outbox, watch, params, now)
+        # plan only what the wallet can fund now (a coinbase is spendable at depth 101)
+        budget = await spendable_budget(self.transport)
+        plan = await run_payments(self.outbox, self.transport, params, now, budget=budget)
         report.batches_planned += len(plan.batches)
         for miner, reason in plan.skipped:
             log.warning("payout to %s skipped: %s", miner, reason)
-        if watch.refused is not None:
+        for miner, reason in plan.held:
+            log.error("payout to %s held: %s (released by `poolserver payouts release %s` or a "
+                      "new payout address)", miner, reason, miner)  # fmt: skip
+            report.held.append(miner)
+        if plan.underfunded is not None:
             self._paused_until = now + timedelta(seconds=self.cfg.payment_retry_after_s)
             log.error("wallet refused a payment (%s); debits refunded, new payments paused "
-                      "until %s", watch.refused, self._paused_until.isoformat())  # fmt: skip
-            report.errors.append(f"wallet refused: {watch.refused}")
+                      "until %s", plan.underfunded, self._paused_until.isoformat())  # fmt: skip
+            report.errors.append(f"wallet refused: {plan.underfunded}")
 
     async def retention(self, now: datetime, report: TickReport) -> None:
         due = self._last_retention is None or (

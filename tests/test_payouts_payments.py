@@ -26,6 +26,7 @@ from payouts.payments import (
     PaymentBatch,
     PaymentOutput,
     PaymentRejected,
+    WalletUnderfunded,
     PaymentStateError,
     PaymentStatus,
     PayoutParams,
@@ -36,6 +37,7 @@ from payouts.payments import (
     record_failed,
     run_payments,
 )
+from payouts.txfee import subtracted
 from payouts.types import POOL_ACCOUNT, BlockRecord, ShareRecord
 from tests.payouts_strategies import T0
 
@@ -65,15 +67,29 @@ class Wallet:
     sends: list[tuple[str, dict[str, int], str]] = field(default_factory=list)
     confirmations_of: dict[str, int] = field(default_factory=dict)
     refuse: bool = False
+    refuse_addresses: set[str] = field(default_factory=set)  # refused outputs (e.g. dust)
+    fee_per_output: int = 141
+    fees: dict[str, int] = field(default_factory=dict)
 
-    async def send_many(self, outputs: Mapping[str, int], comment: str) -> str:
+    async def send_many(self, outputs: Mapping[str, int], comment: str,
+                        subtract_fee: bool = False) -> str:
         self.crash.tick()  # before the wallet acts
         if self.refuse:
-            raise PaymentRejected("insufficient funds")
+            raise WalletUnderfunded("insufficient funds")
+        bad = sorted(set(outputs) & self.refuse_addresses)
+        if bad:
+            raise PaymentRejected(f"Transaction amount too small ({bad[0]})")
         txid = f"{len(self.sends):064x}"
-        self.sends.append((comment, dict(outputs), txid))
+        fee = self.fee_per_output * len(outputs) + 110
+        paid = subtracted(outputs, fee) if subtract_fee else dict(outputs)
+        self.fees[txid] = fee
+        self.sends.append((comment, paid, txid))
         self.crash.tick()  # sent, but the caller never learns the txid
         return txid
+
+    async def transaction_fee(self, txid: str) -> int:
+        self.crash.tick()
+        return self.fees[txid]
 
     async def find_by_comment(self, comment: str) -> str | None:
         self.crash.tick()
@@ -92,6 +108,13 @@ class Store:
     addresses: dict[str, str]
     entries: list[LedgerEntry] = field(default_factory=list)
     batches: dict[str, PaymentBatch] = field(default_factory=dict)
+    held: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    async def holds(self) -> Mapping[str, tuple[str, str]]:
+        return dict(self.held)
+
+    async def add_hold(self, miner_id: str, address: str, reason: str) -> None:
+        self.held[miner_id] = (address, reason)
 
     def _append(self, entries: Sequence[LedgerEntry]) -> None:
         ids = {e.entry_id for e in self.entries}
