@@ -59,6 +59,7 @@ from payouts.payments import (
     run_payments,
 )
 from payouts.pplns import PplnsParams, UnderfillPolicy
+from payouts.reconcile import Reconciliation, ledger_by_kind, live_credited_blocks
 from payouts.txfee import DUST_LIMIT_SATS, TxFeePolicy
 from payouts.types import (
     BlockRecord,
@@ -455,6 +456,48 @@ class PayoutService:
             await self.pay(now, report)
             await self.retention(now, report)
         return report
+
+    # ---- reconciliation (payouts/reconcile.py says what must equal what) --------------------
+
+    async def immature_rewards(self, credited: set[str]) -> int:
+        """Coinbase values of the pool's found blocks in the main chain without a live credit."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(FoundBlock.block_hash, FoundBlock.coinbase_value)
+                .where(FoundBlock.status != "rejected"))).all()  # fmt: skip
+        total = 0
+        for block_hash, value in rows:
+            if block_hash in credited:
+                continue
+            status = await self.chain_status(block_hash)
+            if status is not None and status.in_main_chain:
+                total += int(value)
+        return total
+
+    async def reconcile(self) -> Reconciliation:
+        """The books against the wallet, exact in satoshis. Call under ``payout_lock`` so no
+        tick moves money between the reads."""
+        if self.transport is None:
+            raise ConfigError("payouts.wallet: \"off\" has no wallet to reconcile against")
+        entries = await self.ledger.entries()
+        unsent = unbooked = 0
+        for batch in await self.outbox.unfinished():
+            if batch.status.value != "pending":
+                continue
+            txid = await self.transport.find_by_comment(batch.comment)
+            if txid is None:
+                unsent += batch.total_sats
+            elif batch.fee_policy is TxFeePolicy.POOL:
+                unbooked += await self.transport.transaction_fee(txid)
+        immature = await self.immature_rewards(live_credited_blocks(entries))
+        balance = await self.transport.balances()  # type: ignore[attr-defined]
+        detail = {"spendable": balance.spendable, "immature": balance.immature}
+        if balance.pending:
+            detail["unconfirmed incoming"] = balance.pending
+        return Reconciliation(
+            wallet_sats=balance.total, ledger_sats=sum(e.amount_sats for e in entries),
+            immature_sats=immature, unsent_sats=unsent, unbooked_fee_sats=unbooked,
+            ledger_by_kind=ledger_by_kind(entries), wallet_detail=detail)  # fmt: skip
 
     # ---- background task ------------------------------------------------------------------
 
