@@ -313,9 +313,9 @@ async def test_one_refused_output_does_not_hold_back_the_batch(engine, db_url, t
 async def test_min_payout_below_dust_is_a_config_error(engine, db_url, tmp_path):
     from poolserver.config import ConfigError
 
-    with pytest.raises(ConfigError, match="payouts.min_payout_sats: 545 sat is below the dust"):
+    with pytest.raises(ConfigError, match=r"payouts.min_payout_sats: 545 sat is below the dust"):
         PayoutService(engine, config(tmp_path, db_url, min_payout_sats=545),
                       EmbeddedChain("regtest"), None)
-    with pytest.raises(ConfigError, match="payouts.fee_policy"):
+    with pytest.raises(ConfigError, match=r"payouts.fee_policy"):
         PayoutService(engine, config(tmp_path, db_url, fee_policy="operator"),
                       EmbeddedChain("regtest"), None)

@@ -286,7 +286,7 @@ async def test_embedded_wallet_records_real_transactions(tmp_path):
     assert await again.confirmations(txid) == 0
     chain.generatetoaddress(3, NOBODY)
     assert await again.confirmations(txid) == 3
-    with pytest.raises(PaymentRejected, match="(?i)invalid address"):
+    with pytest.raises(PaymentRejected, match=r"(?i)invalid address"):
         await again.send_many({"tb1qnotregtest": 1000}, "qazpool payout pay-c")
     # like sendmany, a second send with the same comment is a second transaction (so a test
     # reading the file sees any double payment)
@@ -380,5 +380,5 @@ def test_sats_from_btc_is_exact(sats):
 
 
 def test_sats_from_btc_refuses_sub_satoshi_amounts():
-    with pytest.raises(ValueError, match="fee: .* more than 8 decimal"):
+    with pytest.raises(ValueError, match=r"fee: .* more than 8 decimal"):
         sats_from_btc(0.000000001, "fee")
