@@ -35,7 +35,7 @@ MINERS = [f"m{i}" for i in range(8)]  # 8 miners, 3 outputs per batch -> 3 batch
 ADDRESSES = [
     "bcrt1qauhvvr3t2ylgl9f8wwc80lt07hhsnrsxdt9mkg",
     "mfoA4eYuzEFAU94bkMKPH6UF3i5qcw7zJ8",
-    "bcrt1qevygvgrhdgvkfdh7gzw2a9xzlcdjzdgqn2gwua",
+    "bcrt1q9lw93znnd5f4t6h9jy6u3axr5glg8je2gtr3te",  # not the pool's own coinbase address
 ]
 
 
