@@ -142,6 +142,18 @@ def eligible_weight(shares: Iterable[ShareRecord], rollups: Iterable[RollupRecor
 
 
 @dataclass
+class PayoutStats:
+    """Figures of the payment step for the metrics exporter (updated every tick that pays)."""
+
+    wallet_spendable_sats: int = -1  # the budget of the last run (-1: the wallet cannot say)
+    payments_waiting_for_funds: int = 0  # miners over the threshold the wallet cannot fund yet
+    payouts_held: int = 0  # miners whose payout is held (wallet refused their output alone)
+    batches_planned_total: int = 0
+    outputs_held_total: int = 0  # holds placed by this process
+    underfunded_refusals_total: int = 0  # wallet refusals for lack of funds (planning paused)
+
+
+@dataclass
 class TickReport:
     locked: bool = True
     imported: int = 0
@@ -241,6 +253,7 @@ class PayoutService:
         self.outbox = SqlPaymentOutbox(engine, self.payout_addresses)
         self._spool = Spool(storage_settings(config).spool_path())
         self._paused_until: datetime | None = None
+        self.stats = PayoutStats()
         self._last_retention: datetime | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -421,6 +434,13 @@ class PayoutService:
         budget = await spendable_budget(self.transport)
         plan = await run_payments(self.outbox, self.transport, params, now, budget=budget)
         report.batches_planned += len(plan.batches)
+        self.stats.wallet_spendable_sats = -1 if budget is None else budget
+        self.stats.batches_planned_total += len(plan.batches)
+        self.stats.outputs_held_total += len(plan.held)
+        self.stats.underfunded_refusals_total += plan.underfunded is not None
+        self.stats.payments_waiting_for_funds = sum(
+            reason.startswith("waiting for spendable") for _, reason in plan.skipped)
+        self.stats.payouts_held = len(await self.outbox.holds())
         for miner, reason in plan.skipped:
             log.warning("payout to %s skipped: %s", miner, reason)
         for miner, reason in plan.held:

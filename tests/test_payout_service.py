@@ -100,6 +100,8 @@ async def test_block_to_confirmed_payment(engine, db_url, tmp_path):
     # payment waits (the old code planned it now and the wallet refused it: paused for 1 h)
     assert report.credits == 3 and report.batches_planned == 0, report.summary()
     assert not report.errors and wallet.recorded() == []
+    assert service.stats.payments_waiting_for_funds == 2  # alice and bob
+    assert service.stats.wallet_spendable_sats == 0
     chain.generatetoaddress(1, OTHER_MINER)
     report = await service.tick()
     assert report.batches_planned == 1 and not report.errors, report.summary()
@@ -293,6 +295,7 @@ async def test_one_refused_output_does_not_hold_back_the_batch(engine, db_url, t
     service = PayoutService(engine, config(tmp_path, db_url), chain, wallet, clock=Clock())
     report = await service.tick()
     assert report.held == ["bob"] and not report.errors, report.summary()
+    assert service.stats.payouts_held == 1 and service.stats.outputs_held_total == 1
     (sent,) = wallet.recorded()
     assert sent.outputs == {ADDR["alice"]: 500_000}
     balances = await Ledger(engine).balances()
