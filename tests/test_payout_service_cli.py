@@ -10,6 +10,7 @@ from poolserver.bitcoin.embedded_chain import EmbeddedChain
 from poolserver.bitcoin.wallet import DEFAULT_POOL_ADDRESS, EmbeddedWallet
 from poolserver.cli import main
 from poolserver.storage.engine import create_engine
+from poolserver.storage.repository import SqlPaymentOutbox
 from tests.payout_support import (
     ADDR,
     OTHER_MINER,
@@ -73,6 +74,28 @@ def test_payouts_commands(db_url, tmp_path, capsys):
     # a second run pays nobody twice
     assert main(["--config", str(cfg), "payouts", "run-once"]) == 0
     assert "0 new payment batch" in capsys.readouterr().out
+
+    async def hold_bob() -> None:
+        engine = create_engine(db_url)
+        try:
+            await SqlPaymentOutbox(engine).add_hold("bob", ADDR["bob"], "wallet refused: dust")
+        finally:
+            await engine.dispose()
+
+    asyncio.run(hold_bob())
+    assert main(["--config", str(cfg), "payouts", "balances"]) == 0
+    shown = {ln.split("\t")[0]: ln.split("\t")[3] for ln in capsys.readouterr().out.splitlines()}
+    assert shown["bob"] == "held (wallet refused: dust)" and shown["alice"] == "-"
+    assert main(["--config", str(cfg), "payouts", "release", "bob"]) == 0
+    assert "released 1 hold" in capsys.readouterr().out
+    assert main(["--config", str(cfg), "payouts", "release", "bob"]) == 1
+    capsys.readouterr()
+
+    assert main(["--config", str(cfg), "payouts", "payments", "--miner", "alice"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    (row,) = [dict(zip(lines[0].split("\t"), ln.split("\t"), strict=True)) for ln in lines[1:]]
+    assert row["fee_policy"] == "pool" and row["fee_share_sats"] == "0"
+    assert row["paid_sats"] == row["amount_sats"] and int(row["tx_fee_sats"]) > 0
 
     # the books equal the wallet to the satoshi (the fee of the payment booked on @pool)
     assert main(["--config", str(cfg), "payouts", "reconcile"]) == 0

@@ -4,6 +4,9 @@
   reverse by the chain, pay, retention), under the same lock as the running pool's.
 * ``balances``: ledger balances per account (satoshis and BTC), and the payout hold (with the
   wallet's reason) of any miner whose output the wallet refused.
+* ``payments``: one row per payment output: batch, miner, address, amount debited, the miner's
+  share of the network fee (``fee_policy = "miners"``), the amount paid, the transaction's
+  whole fee, txid and status.
 * ``reconcile``: the books against the hot wallet, exact in satoshis (``payouts/reconcile.py``
   says what must equal what): ledger balances + immature rewards + unsent batches − unbooked
   fees = the wallet's total. Prints the breakdown; exit 0 on zero difference, 1 otherwise.
@@ -46,6 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     dist.add_argument("--miner", help="only this account")
     dist.add_argument("--status", help="only rows in this status (e.g. confirmed)")
     dist.set_defaults(func=lambda a: run(a, _distributions))
+    pay = psub.add_parser("payments", help="payment outputs: amount, fee share, paid, txid")
+    pay.add_argument("--miner", help="only this account")
+    pay.set_defaults(func=lambda a: run(a, _payments))
     rec = psub.add_parser("reconcile", help="ledger + immature + in flight against the wallet")
     rec.set_defaults(func=lambda a: run(a, _reconcile))
     for name, verb in (("deposit", "into"), ("withdraw", "out of")):
@@ -140,6 +146,23 @@ async def _balances(engine: Any, config: Config, args: argparse.Namespace) -> in
     _print_rows(["account", "balance_sats", "balance_btc", "payout_hold"],
                 [[a, str(s), btc(s), f"held ({holds[a][1]})" if a in holds else "-"]
                  for a, s in sorted(balances.items())])  # fmt: skip
+    return 0
+
+
+async def _payments(engine: Any, config: Config, args: argparse.Namespace) -> int:
+    from poolserver.storage.repository import SqlPaymentOutbox
+
+    rows = []
+    for b in await SqlPaymentOutbox(engine).all_batches():
+        for o in b.outputs:
+            if args.miner and o.miner_id != args.miner:
+                continue
+            rows.append([b.batch_id, o.miner_id, o.address, str(o.amount_sats), str(o.fee_sats),
+                         str(o.amount_sats - o.fee_sats), b.fee_policy.value,
+                         "-" if b.fee_sats is None else str(b.fee_sats), b.txid or "-",
+                         b.status.value, show(b.created_at)])  # fmt: skip
+    _print_rows(["batch", "miner", "address", "amount_sats", "fee_share_sats", "paid_sats",
+                 "fee_policy", "tx_fee_sats", "txid", "status", "created_utc+5"], rows)
     return 0
 
 
