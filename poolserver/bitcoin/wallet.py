@@ -2,26 +2,34 @@
 
 ``NodeWallet`` talks to a Bitcoin Core wallet over JSON-RPC:
 
-* ``sendmany "" {address: amount, ...} minconf "comment"`` — one transaction per batch, the
-  batch's unique comment stored with it by the wallet;
+* ``sendmany "" {address: amount, ...} minconf "comment" [subtractfeefrom]`` — one transaction
+  per batch, the batch's unique comment stored with it by the wallet; with
+  ``fee_policy = "miners"`` every address is in ``subtractfeefrom``;
 * ``listtransactions "*" count skip`` — newest last, paged backwards; an entry whose ``comment``
   equals the batch's gives the txid (reconciliation after a crash between send and record);
 * ``gettransaction txid`` — ``confirmations`` (negative when the transaction conflicts with one
-  in the main chain).
+  in the main chain) and ``fee`` (negative BTC: the network fee the wallet paid);
+* ``getbalances`` — ``mine.trusted`` (spendable: the planning budget), ``untrusted_pending``,
+  ``immature`` (coinbases below depth 101), for ``payouts reconcile``. The pool's coinbase
+  address must belong to this wallet, or its rewards never reach it.
 
 Amounts: integer satoshis become BTC as ``Decimal(sats) / 10**8`` with exactly 8 places and go
 into the request body as JSON *numbers* written from that decimal (``0.00100000``), never through
-a float. Errors where bitcoind guarantees nothing was committed (insufficient funds, invalid
-address or amount, locked wallet, ...) raise ``PaymentRejected``; anything else (timeouts, lost
-connections, unknown codes) propagates, so the batch stays pending and is reconciled by comment.
+a float. Amounts read back (fees, balances) become satoshis with ``sats_from_btc`` (exact; see
+there). Errors where bitcoind guarantees nothing was committed (insufficient funds →
+``WalletUnderfunded``; invalid address or amount, locked wallet, ... → ``PaymentRejected``) are
+refusals; anything else (timeouts, lost connections, unknown codes) propagates, so the batch
+stays pending and is reconciled by comment.
 
-``EmbeddedWallet`` pays on the embedded regtest chain: each ``send_many`` builds a real
-serialized transaction (segwit v0 input spending a made-up outpoint, one output per address,
-P2WPKH/P2TR/... scripts from the addresses), and appends it — txid, raw hex, outputs, comment,
-chain height — to an fsync'd JSONL file before returning the txid, so ``find_by_comment``
-survives a restart. Confirmations come from the embedded chain's height (0 until the next block,
-then 1, 2, ...). Like ``sendmany`` it does not deduplicate: two sends with one comment are two
-transactions, so a test reading the file sees any double payment.
+``EmbeddedWallet`` is a coin-tracking wallet of the pool's coinbase address on the embedded
+regtest chain (see the class doc: coinbase maturity, change, fee by vsize). Each ``send_many``
+builds a real serialized transaction (segwit v0 inputs spending the wallet's coins, one output
+per address, P2WPKH/P2TR/... scripts from the addresses, change back to the pool's script) and
+appends it — txid, raw hex, outputs paid, fee, comment, chain height — to an fsync'd JSONL file
+before returning the txid, so ``find_by_comment`` and the coin set survive a restart.
+Confirmations come from the embedded chain's height (0 until the next block, then 1, 2, ...).
+Like ``sendmany`` it does not deduplicate: two sends with one comment are two transactions, so a
+test reading the file sees any double payment.
 """
 
 from __future__ import annotations
@@ -307,12 +315,13 @@ class EmbeddedWallet:
         self._coinbase_cache[block_hash] = coins
         return coins
 
-    def coins(self, records: list[RecordedPayment] | None = None) -> list[Coin]:
-        """The unspent coins, oldest first."""
+    def coins(self, records: list[RecordedPayment] | None = None,
+              main: list[bytes] | None = None) -> list[Coin]:
+        """The unspent coins, oldest first (``main``: a snapshot of the chain's main chain)."""
         records = self.recorded() if records is None else records
         found: dict[tuple[bytes, int], Coin] = {}
         if self.chain is not None:
-            for block_hash in self.chain.main:
+            for block_hash in list(self.chain.main) if main is None else main:
                 for coin in self._block_coins(block_hash):
                     found[(coin.txid, coin.vout)] = coin
         spent: set[tuple[bytes, int]] = set()
@@ -324,14 +333,15 @@ class EmbeddedWallet:
                     found[(tx.txid, n)] = Coin(tx.txid, n, o.value, r.height, False)
         return [c for key, c in found.items() if key not in spent]
 
-    def _spendable(self, coin: Coin) -> bool:
-        if not coin.coinbase:
-            return True
-        return int(self.chain.height) - coin.height + 1 > COINBASE_MATURITY
+    @staticmethod
+    def _spendable(coin: Coin, tip_height: int) -> bool:
+        """Own change at once; a coinbase at depth COINBASE_MATURITY + 1 (Bitcoin Core)."""
+        return not coin.coinbase or tip_height - coin.height + 1 > COINBASE_MATURITY
 
     def balance(self) -> WalletBalance:
-        coins = self.coins()
-        spendable = sum(c.value for c in coins if self._spendable(c))
+        main = list(self.chain.main)  # one snapshot: the event loop may extend the chain
+        coins = self.coins(main=main)
+        spendable = sum(c.value for c in coins if self._spendable(c, len(main) - 1))
         return WalletBalance(spendable, sum(c.value for c in coins) - spendable)
 
     async def balances(self) -> WalletBalance:
@@ -378,7 +388,8 @@ class EmbeddedWallet:
             if sats < DUST_LIMIT_SATS:
                 raise PaymentRejected(f"Transaction amount too small: {sats} sat to {address} "
                                       f"is below the dust limit {DUST_LIMIT_SATS} (code -6)")
-        available = [c for c in self.coins(records) if self._spendable(c)]
+        main = list(self.chain.main)  # one snapshot: the event loop may extend the chain
+        available = [c for c in self.coins(records, main) if self._spendable(c, len(main) - 1)]
         target = sum(outputs.values())
         chosen: list[Coin] = []
         for coin in available:
