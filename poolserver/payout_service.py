@@ -21,8 +21,11 @@ their inputs from the database, the register and the chain, and stores what they
    main chain. Blocks deeper than twice the maturity are no longer asked about.
 4. **Pay** (``payouts.payments.run_payments``): finish unfinished batches (reconcile by comment),
    then plan new ones (``min_payout_sats``, ``max_outputs_per_batch``) to the payout address in
-   force now (register's dated history, addresses of the configured network only). After the
-   wallet refuses a batch, planning pauses for ``payment_retry_after_s``.
+   force now (register's dated history, addresses of the configured network only), within the
+   wallet's **spendable** balance (a coinbase spends at depth 101: a payment waits for it instead
+   of being refused). The fee of every sent transaction is recorded (``fee_policy``). An output
+   the wallet refuses alone is held (``payouts balances`` shows why); the others are paid. Only
+   after a refusal for lack of funds does planning pause for ``payment_retry_after_s``.
 5. **Retention**: every ``retention_interval_s`` roll raw shares older than
    ``[storage].retention_days`` up into exact hourly sums.
 
