@@ -11,6 +11,10 @@ Entry kinds (amounts are signed integer satoshis):
 * ``payment`` (−): a payout debits the miner when the payment is *planned* (before anything is
   sent), so the same balance can never be planned twice; see payments.py.
 * ``payment_refund`` (+): a payment that definitely failed gives the debit back.
+* ``tx_fee`` (−, on ``@pool``): the network fee of a payout transaction when the pool pays it
+  (``[payouts] fee_policy = "pool"``), recorded from the wallet once the transaction is sent.
+* ``deposit`` (+) / ``withdrawal`` (−), on ``@pool``: the operator moved coins into or out of
+  the hot wallet (``poolserver payouts deposit|withdraw``); ``note`` says why.
 
 Every entry has a deterministic ``entry_id``; the functions here are idempotent: given the same
 chain state and the entries they already produced, they return nothing new. Storage should make
@@ -34,10 +38,16 @@ class EntryKind(enum.StrEnum):
     REVERSAL = "reversal"
     PAYMENT = "payment"
     PAYMENT_REFUND = "payment_refund"
+    TX_FEE = "tx_fee"
+    DEPOSIT = "deposit"
+    WITHDRAWAL = "withdrawal"
 
 
 _SIGN = {EntryKind.CREDIT: 1, EntryKind.REVERSAL: -1, EntryKind.PAYMENT: -1,
-         EntryKind.PAYMENT_REFUND: 1}
+         EntryKind.PAYMENT_REFUND: 1, EntryKind.TX_FEE: -1, EntryKind.DEPOSIT: 1,
+         EntryKind.WITHDRAWAL: -1}
+_BATCH_KINDS = (EntryKind.PAYMENT, EntryKind.PAYMENT_REFUND, EntryKind.TX_FEE)
+_POOL_KINDS = (EntryKind.TX_FEE, EntryKind.DEPOSIT, EntryKind.WITHDRAWAL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +59,7 @@ class LedgerEntry:
     block_hash: str | None = None  # credit / reversal
     batch_id: str | None = None  # payment / payment_refund
     generation: int = 0  # credit generation of the block
+    note: str | None = None  # deposit / withdrawal: the operator's reason
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", EntryKind(self.kind))
@@ -58,8 +69,11 @@ class LedgerEntry:
                              f"zero) for a {self.kind.value} entry")
         if self.kind in (EntryKind.CREDIT, EntryKind.REVERSAL) and not self.block_hash:
             raise ValueError(f"ledger_entry.block_hash: required for {self.kind.value}")
-        if self.kind in (EntryKind.PAYMENT, EntryKind.PAYMENT_REFUND) and not self.batch_id:
+        if self.kind in _BATCH_KINDS and not self.batch_id:
             raise ValueError(f"ledger_entry.batch_id: required for {self.kind.value}")
+        if self.kind in _POOL_KINDS and self.account != POOL_ACCOUNT:
+            raise ValueError(f"ledger_entry.account: a {self.kind.value} entry belongs to "
+                             f"{POOL_ACCOUNT}, not {self.account!r}")
         require_int(self.generation, "ledger_entry.generation", minimum=0)
 
 
@@ -144,3 +158,16 @@ def balances(entries: Iterable[LedgerEntry]) -> dict[str, int]:
     for e in entries:
         result[e.account] = result.get(e.account, 0) + e.amount_sats
     return dict(sorted(result.items()))
+
+
+def operator_entry(kind: EntryKind, amount_sats: int, note: str, entry_id: str) -> LedgerEntry:
+    """A deposit (+) or withdrawal (−) of ``amount_sats`` (given positive) on the pool account."""
+    if kind not in (EntryKind.DEPOSIT, EntryKind.WITHDRAWAL):
+        raise ValueError(f"kind: {kind.value} is not deposit or withdrawal")
+    if not isinstance(amount_sats, int) or isinstance(amount_sats, bool):
+        raise TypeError(f"amount_sats: satoshis must be int, got {type(amount_sats).__name__}")
+    if amount_sats <= 0:
+        raise ValueError(f"amount_sats: must be > 0, got {amount_sats}")
+    if not isinstance(note, str) or not note.strip():
+        raise ValueError("note: say why the coins moved (e.g. 'fee float top-up')")
+    return LedgerEntry(entry_id, kind, POOL_ACCOUNT, _SIGN[kind] * amount_sats, note=note.strip())

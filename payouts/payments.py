@@ -18,6 +18,23 @@ The protocol (``run_payments`` implements it; storage implements ``PaymentOutbox
 3. **Confirm**: a ``broadcast`` batch becomes ``confirmed`` once its transaction has
    ``confirmations_required`` confirmations.
 
+The network fee of every sent transaction is read from the wallet (``transaction_fee``) when the
+broadcast is recorded (also after a crash: the reconciled transaction's fee is read the same way)
+and stored with the batch; ``fee_policy`` decides who pays it (see ``txfee.py``): the pool (a
+``tx_fee`` ledger entry in the same database transaction as the broadcast) or the miners (the
+outputs carry their fee shares).
+
+Planning is against the wallet's **spendable** balance (``budget``): a miner whose balance the
+wallet cannot fund yet (coinbases spend only at depth 101) simply waits for a later run, instead
+of a refusal that pauses payments. Under ``fee_policy = "pool"`` each batch also keeps
+``fee_reserve_sats`` back for its fee.
+
+**Isolation**: when the wallet refuses a batch of several outputs for a reason other than
+funds (``WalletUnderfunded``), the batch is failed and refunded as before and each of its
+outputs is retried at once as a batch of its own; an output refused alone puts a **hold** on
+that miner (the address and the wallet's reason are stored; ``payouts balances`` shows it) and
+is not planned again while the miner's payout address is the held one. The others are paid.
+
 A crash at any point leaves a state from which the next run continues without a second send:
 before step 1 commits there is no batch and no debit (the next run plans again from the same
 balance); between 1 and 2 the batch is pending and step 2 reconciles by comment. A wallet
@@ -40,6 +57,7 @@ from typing import Protocol
 
 from payouts.allocation import Allocation
 from payouts.ledger import EntryKind, LedgerEntry
+from payouts.txfee import TxFeePolicy, miner_fee_shares
 from payouts.types import POOL_ACCOUNT, require_int, require_miner_id, require_sats, require_utc
 
 
@@ -54,6 +72,10 @@ class PaymentRejected(Exception):
     """The wallet refused the payment (e.g. insufficient funds) and guarantees nothing was sent."""
 
 
+class WalletUnderfunded(PaymentRejected):
+    """The wallet refused for lack of spendable funds (nothing sent); retry later, hold nobody."""
+
+
 class PaymentStateError(ValueError):
     """A transition that the outbox state machine does not allow."""
 
@@ -62,13 +84,18 @@ class PaymentStateError(ValueError):
 class PaymentOutput:
     miner_id: str
     address: str
-    amount_sats: int
+    amount_sats: int  # debited from the miner's balance
+    fee_sats: int = 0  # the miner's share of the network fee (fee_policy "miners"), paid from it
 
     def __post_init__(self) -> None:
         require_miner_id(self.miner_id, "payment_output.miner_id")
         if not isinstance(self.address, str) or not self.address.strip():
             raise ValueError(f"payment_output.address: missing for miner {self.miner_id!r}")
         require_sats(self.amount_sats, "payment_output.amount_sats", positive=True)
+        require_sats(self.fee_sats, "payment_output.fee_sats")
+        if self.fee_sats >= self.amount_sats:
+            raise ValueError(f"payment_output.fee_sats: {self.fee_sats} leaves nothing of "
+                             f"{self.amount_sats} for miner {self.miner_id!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +107,15 @@ class PaymentBatch:
     status: PaymentStatus = PaymentStatus.PENDING
     txid: str | None = None
     failure: str | None = None
+    fee_sats: int | None = None  # the transaction's network fee, from the wallet once sent
+    fee_policy: TxFeePolicy = TxFeePolicy.POOL
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "created_at", require_utc(self.created_at, "batch.created_at"))
         object.__setattr__(self, "status", PaymentStatus(self.status))
+        object.__setattr__(self, "fee_policy", TxFeePolicy(self.fee_policy))
+        if self.fee_sats is not None:
+            require_sats(self.fee_sats, "batch.fee_sats")
         if not self.outputs:
             raise ValueError(f"batch {self.batch_id}: outputs must not be empty")
         miners = [o.miner_id for o in self.outputs]
@@ -109,12 +141,19 @@ class PaymentBatch:
 class PaymentTransport(Protocol):
     """The pool's wallet: bitcoind's ``sendmany`` with a comment, or the embedded chain."""
 
-    async def send_many(self, outputs: Mapping[str, int], comment: str) -> str:
-        """Send one transaction paying ``outputs`` (address → sats); return its txid.
+    async def send_many(self, outputs: Mapping[str, int], comment: str,
+                        subtract_fee: bool = False) -> str:
+        """Send one transaction paying ``outputs`` (address → sats); return its txid. With
+        ``subtract_fee`` the fee comes out of the outputs (see txfee.py), else on top.
 
-        Raise PaymentRejected only when nothing was sent; any other exception means "unknown",
-        and the batch stays pending to be reconciled by comment.
+        Raise PaymentRejected only when nothing was sent (WalletUnderfunded for lack of funds);
+        any other exception means "unknown", and the batch stays pending to be reconciled by
+        comment.
         """
+        ...
+
+    async def transaction_fee(self, txid: str) -> int:
+        """The network fee (satoshis, >= 0) the wallet paid for its transaction ``txid``."""
         ...
 
     async def find_by_comment(self, comment: str) -> str | None:
@@ -146,7 +185,15 @@ class PaymentOutbox(Protocol):
         ...
 
     async def update_batch(self, batch: PaymentBatch, entries: Sequence[LedgerEntry]) -> None:
-        """Store a batch's new state (and any refund entries) atomically."""
+        """Store a batch's new state (and any refund / fee entries) atomically."""
+        ...
+
+    async def holds(self) -> Mapping[str, tuple[str, str]]:
+        """Miners whose payouts are held: miner → (held address, the wallet's reason)."""
+        ...
+
+    async def add_hold(self, miner_id: str, address: str, reason: str) -> None:
+        """Hold ``miner_id``'s payouts to ``address`` (the wallet refused it alone)."""
         ...
 
 
@@ -155,11 +202,15 @@ class PayoutParams:
     min_payout_sats: int = 100_000
     max_outputs: int = 100
     confirmations_required: int = 1
+    fee_policy: TxFeePolicy = TxFeePolicy.POOL
+    fee_reserve_sats: int = 0  # kept back from the budget per batch when the pool pays the fee
 
     def __post_init__(self) -> None:
         require_sats(self.min_payout_sats, "payouts.min_payout_sats", positive=True)
         require_int(self.max_outputs, "payouts.max_outputs", minimum=1)
         require_int(self.confirmations_required, "payouts.confirmations_required", minimum=1)
+        object.__setattr__(self, "fee_policy", TxFeePolicy(self.fee_policy))
+        require_sats(self.fee_reserve_sats, "payouts.fee_reserve_sats")
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,12 +223,15 @@ class PlannedBatch:
 class PaymentPlan:
     batches: tuple[PlannedBatch, ...]
     skipped: tuple[tuple[str, str], ...]  # (miner, reason) for balances >= threshold not paid
+    held: tuple[tuple[str, str], ...] = ()  # (miner, reason): refused alone this run, now held
+    underfunded: str | None = None  # the wallet refused for lack of funds (planning stopped)
 
 
 @dataclass(frozen=True, slots=True)
 class Transition:
     batch: PaymentBatch
     entries: tuple[LedgerEntry, ...] = ()
+    refusal: PaymentRejected | None = None  # why the wallet refused (status failed)
 
 
 def plan_payments(
@@ -186,8 +240,15 @@ def plan_payments(
     params: PayoutParams,
     now: datetime,
     new_id: Callable[[], str] | None = None,
+    budget: int | None = None,
+    holds: Mapping[str, tuple[str, str]] | None = None,
 ) -> PaymentPlan:
     """Batches paying every miner whose balance reaches the threshold.
+
+    ``budget``: the wallet's spendable satoshis (None = unlimited): miners are taken in id order
+    while their balance fits what is left (plus ``fee_reserve_sats`` per batch when the pool
+    pays the fee); the rest wait ("skipped"). ``holds``: miner → (address, reason); a held
+    miner is skipped while its address is the held one.
 
     Pure except for the batch ids, which come from ``new_id`` (default: random). Ids need not be
     reproducible: nothing is sent under an id before the batch is stored, so a plan lost in a
@@ -195,6 +256,9 @@ def plan_payments(
     """
     new_id = new_id or _random_batch_id
     now = require_utc(now, "now")
+    holds = holds or {}
+    left = None if budget is None else require_sats(max(budget, 0), "budget")
+    reserve = params.fee_reserve_sats if params.fee_policy is TxFeePolicy.POOL else 0
     outputs: list[PaymentOutput] = []
     skipped: list[tuple[str, str]] = []
     for miner, balance in sorted(balances.items()):
@@ -204,31 +268,61 @@ def plan_payments(
         if not address.strip():
             skipped.append((miner, "no payout address on record"))
             continue
+        held = holds.get(miner)
+        if held is not None and held[0] == address:
+            skipped.append((miner, f"held: {held[1]}"))
+            continue
+        if left is not None:
+            cost = balance + (reserve if len(outputs) % params.max_outputs == 0 else 0)
+            if cost > left:
+                skipped.append((miner, f"waiting for spendable funds ({left} sat left to plan)"))
+                continue
+            left -= cost
         outputs.append(PaymentOutput(miner, address, balance))
-    batches = []
-    for start in range(0, len(outputs), params.max_outputs):
-        chunk = tuple(outputs[start:start + params.max_outputs])
-        batch_id = new_id()
-        batch = PaymentBatch(batch_id, f"qazpool payout {batch_id}", now, chunk)
-        debits = tuple(
-            LedgerEntry(f"payment:{batch_id}:{o.miner_id}", EntryKind.PAYMENT, o.miner_id,
-                        -o.amount_sats, batch_id=batch_id)
-            for o in chunk)
-        batches.append(PlannedBatch(batch, debits))
+    batches = [planned_batch(tuple(outputs[start:start + params.max_outputs]), now, new_id(),
+                             params.fee_policy)
+               for start in range(0, len(outputs), params.max_outputs)]
     return PaymentPlan(tuple(batches), tuple(skipped))
+
+
+def planned_batch(outputs: tuple[PaymentOutput, ...], now: datetime, batch_id: str,
+                  fee_policy: TxFeePolicy = TxFeePolicy.POOL) -> PlannedBatch:
+    """A pending batch paying ``outputs`` and its debits."""
+    batch = PaymentBatch(batch_id, f"qazpool payout {batch_id}", now, outputs,
+                         fee_policy=fee_policy)
+    debits = tuple(
+        LedgerEntry(f"payment:{batch_id}:{o.miner_id}", EntryKind.PAYMENT, o.miner_id,
+                    -o.amount_sats, batch_id=batch_id)
+        for o in outputs)
+    return PlannedBatch(batch, debits)
 
 
 def _random_batch_id() -> str:
     return f"pay-{secrets.token_hex(12)}"
 
 
-def record_broadcast(batch: PaymentBatch, txid: str) -> Transition:
+def record_broadcast(batch: PaymentBatch, txid: str, fee_sats: int = 0) -> Transition:
+    """``broadcast`` with the txid and the transaction's fee: under ``fee_policy = "pool"`` a
+    ``tx_fee`` entry (−fee on the pool account); under ``"miners"`` the outputs get their fee
+    shares (which sum to the fee exactly)."""
     if batch.status is not PaymentStatus.PENDING:
         raise PaymentStateError(f"batch {batch.batch_id}: cannot broadcast from "
                                 f"{batch.status.value}")
     if not isinstance(txid, str) or not txid:
         raise ValueError(f"batch {batch.batch_id}: empty txid")
-    return Transition(replace(batch, status=PaymentStatus.BROADCAST, txid=txid))
+    require_sats(fee_sats, "fee_sats")
+    entries: tuple[LedgerEntry, ...] = ()
+    outputs = batch.outputs
+    if batch.fee_policy is TxFeePolicy.POOL:
+        if fee_sats:
+            entries = (LedgerEntry(f"txfee:{batch.batch_id}", EntryKind.TX_FEE, POOL_ACCOUNT,
+                                   -fee_sats, batch_id=batch.batch_id),)
+    else:
+        shares = miner_fee_shares(fee_sats, [(o.miner_id, o.address, o.amount_sats)
+                                             for o in outputs])
+        outputs = tuple(replace(o, fee_sats=shares[o.miner_id]) for o in outputs)
+    return Transition(replace(batch, status=PaymentStatus.BROADCAST, txid=txid,
+                              fee_sats=fee_sats, outputs=outputs), entries)
 
 
 def record_confirmed(batch: PaymentBatch) -> Transition:
@@ -247,6 +341,11 @@ def record_failed(batch: PaymentBatch, reason: str) -> Transition:
         LedgerEntry(f"refund:{batch.batch_id}:{o.miner_id}", EntryKind.PAYMENT_REFUND,
                     o.miner_id, o.amount_sats, batch_id=batch.batch_id)
         for o in batch.outputs)
+    if batch.fee_sats and batch.fee_policy is TxFeePolicy.POOL:
+        # the transaction will never confirm: its fee was never paid either
+        refunds += (LedgerEntry(f"refund:{batch.batch_id}:{POOL_ACCOUNT}",
+                                EntryKind.PAYMENT_REFUND, POOL_ACCOUNT, batch.fee_sats,
+                                batch_id=batch.batch_id),)
     return Transition(replace(batch, status=PaymentStatus.FAILED, failure=reason), refunds)
 
 
@@ -258,10 +357,13 @@ async def submit(batch: PaymentBatch, transport: PaymentTransport) -> Transition
     txid = await transport.find_by_comment(batch.comment)
     if txid is None:
         try:
-            txid = await transport.send_many(batch.wallet_outputs(), batch.comment)
+            txid = await transport.send_many(
+                batch.wallet_outputs(), batch.comment,
+                subtract_fee=batch.fee_policy is TxFeePolicy.MINERS)
         except PaymentRejected as exc:
-            return record_failed(batch, f"wallet refused: {exc}")
-    return record_broadcast(batch, txid)
+            failed = record_failed(batch, f"wallet refused: {exc}")
+            return replace(failed, refusal=exc)
+    return record_broadcast(batch, txid, await transport.transaction_fee(txid))
 
 
 async def check_confirmation(batch: PaymentBatch, transport: PaymentTransport,
@@ -276,7 +378,8 @@ async def check_confirmation(batch: PaymentBatch, transport: PaymentTransport,
 
 async def run_payments(outbox: PaymentOutbox, transport: PaymentTransport,
                        params: PayoutParams, now: datetime,
-                       new_id: Callable[[], str] | None = None) -> PaymentPlan:
+                       new_id: Callable[[], str] | None = None,
+                       budget: int | None = None) -> PaymentPlan:
     """One payment run: finish what an earlier run left, then plan and send new batches.
 
     Every state change is stored before the next external action, so the run can be killed at
@@ -293,13 +396,48 @@ async def run_payments(outbox: PaymentOutbox, transport: PaymentTransport,
             confirmed = await check_confirmation(batch, transport, params)
             if confirmed is not None:
                 await outbox.update_batch(confirmed.batch, confirmed.entries)
+    new_id = new_id or _random_batch_id
     plan = plan_payments(await outbox.balances(), await outbox.payout_addresses(now), params, now,
-                         new_id)
+                         new_id, budget=budget, holds=await outbox.holds())
+    held: list[tuple[str, str]] = []
+    underfunded: str | None = None
     for planned in plan.batches:
-        await outbox.add_batch(planned.batch, planned.debits)
-        t = await submit(planned.batch, transport)
-        await outbox.update_batch(t.batch, t.entries)
-    return plan
+        t = await _plan_and_submit(outbox, transport, planned)
+        if t.refusal is None:
+            continue
+        if isinstance(t.refusal, WalletUnderfunded):
+            underfunded = str(t.refusal)
+            break
+        # isolate: each output alone; one refused alone is held, the others are paid
+        singles = planned.batch.outputs if len(planned.batch.outputs) > 1 else ()
+        if not singles:
+            held.append(await _hold(outbox, planned.batch.outputs[0], t.refusal))
+        for output in singles:
+            single = planned_batch((output,), now, new_id(), params.fee_policy)
+            ts = await _plan_and_submit(outbox, transport, single)
+            if isinstance(ts.refusal, WalletUnderfunded):
+                underfunded = str(ts.refusal)
+                break
+            if ts.refusal is not None:
+                held.append(await _hold(outbox, output, ts.refusal))
+        if underfunded:
+            break
+    return replace(plan, held=tuple(held), underfunded=underfunded)
+
+
+async def _plan_and_submit(outbox: PaymentOutbox, transport: PaymentTransport,
+                           planned: PlannedBatch) -> Transition:
+    await outbox.add_batch(planned.batch, planned.debits)
+    t = await submit(planned.batch, transport)
+    await outbox.update_batch(t.batch, t.entries)
+    return t
+
+
+async def _hold(outbox: PaymentOutbox, output: PaymentOutput,
+                refusal: PaymentRejected) -> tuple[str, str]:
+    reason = f"wallet refused {output.amount_sats} sat to {output.address}: {refusal}"
+    await outbox.add_hold(output.miner_id, output.address, reason)
+    return output.miner_id, reason
 
 
 # --- distribution rows --------------------------------------------------------------------

@@ -173,6 +173,13 @@ class PayoutsConfig:
     max_outputs_per_batch: int = 100
     # Confirmations after which a payment batch counts as confirmed.
     payment_confirmations: int = 1
+    # Who pays a payout transaction's network fee: "pool" (a tx_fee ledger entry on @pool) or
+    # "miners" (subtracted from the outputs; each payment row shows the miner's share).
+    fee_policy: str = "pool"
+    # Embedded wallet only: fee rate in sat/vB (the fee is this x the transaction's vsize).
+    fee_rate_sat_vb: int = 2
+    # fee_policy "pool": satoshis kept back from the spendable balance per batch for its fee.
+    fee_reserve_sats: int = 20_000
     # Payout service (block -> allocation -> ledger -> payments); see config.example.toml.
     enabled: bool = True
     tick_interval_s: float = 60.0

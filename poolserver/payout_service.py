@@ -21,8 +21,11 @@ their inputs from the database, the register and the chain, and stores what they
    main chain. Blocks deeper than twice the maturity are no longer asked about.
 4. **Pay** (``payouts.payments.run_payments``): finish unfinished batches (reconcile by comment),
    then plan new ones (``min_payout_sats``, ``max_outputs_per_batch``) to the payout address in
-   force now (register's dated history, addresses of the configured network only). After the
-   wallet refuses a batch, planning pauses for ``payment_retry_after_s``.
+   force now (register's dated history, addresses of the configured network only), within the
+   wallet's **spendable** balance (a coinbase spends at depth 101: a payment waits for it instead
+   of being refused). The fee of every sent transaction is recorded (``fee_policy``). An output
+   the wallet refuses alone is held (``payouts balances`` shows why); the others are paid. Only
+   after a refusal for lack of funds does planning pause for ``payment_retry_after_s``.
 5. **Retention**: every ``retention_interval_s`` roll raw shares older than
    ``[storage].retention_days`` up into exact hourly sums.
 
@@ -40,7 +43,7 @@ import contextlib
 import fcntl
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
@@ -54,12 +57,13 @@ from payouts.allocation import Allocation, allocate
 from payouts.fees import FeePolicy, FeeRate, FeeSchedule
 from payouts.ledger import ChainStatus, EntryKind, block_entries
 from payouts.payments import (
-    PaymentRejected,
     PaymentTransport,
     PayoutParams,
     run_payments,
 )
 from payouts.pplns import PplnsParams, UnderfillPolicy
+from payouts.reconcile import Reconciliation, ledger_by_kind, live_credited_blocks
+from payouts.txfee import DUST_LIMIT_SATS, TxFeePolicy
 from payouts.types import (
     BlockRecord,
     RollupRecord,
@@ -106,10 +110,24 @@ def pplns_params(cfg: PayoutsConfig) -> PplnsParams:
 
 
 def payout_params(cfg: PayoutsConfig) -> PayoutParams:
+    if cfg.fee_policy not in tuple(TxFeePolicy):
+        raise ConfigError(f"payouts.fee_policy: {cfg.fee_policy!r} is not one of "
+                          + ", ".join(p.value for p in TxFeePolicy))
+    if isinstance(cfg.min_payout_sats, int) and cfg.min_payout_sats < DUST_LIMIT_SATS:
+        raise ConfigError(
+            f"payouts.min_payout_sats: {cfg.min_payout_sats} sat is below the dust limit "
+            f"{DUST_LIMIT_SATS} sat (P2PKH, the strictest of the address types paid to); the "
+            "wallet would refuse such an output")
+    if not isinstance(cfg.fee_rate_sat_vb, int) or isinstance(cfg.fee_rate_sat_vb, bool) \
+            or cfg.fee_rate_sat_vb < 1:
+        raise ConfigError(f"payouts.fee_rate_sat_vb: must be an integer >= 1, got "
+                          f"{cfg.fee_rate_sat_vb!r}")
     try:
         return PayoutParams(min_payout_sats=cfg.min_payout_sats,
                             max_outputs=cfg.max_outputs_per_batch,
-                            confirmations_required=cfg.payment_confirmations)  # fmt: skip
+                            confirmations_required=cfg.payment_confirmations,
+                            fee_policy=TxFeePolicy(cfg.fee_policy),
+                            fee_reserve_sats=cfg.fee_reserve_sats)  # fmt: skip
     except (TypeError, ValueError) as exc:
         raise ConfigError(str(exc).replace("payouts.max_outputs", "payouts.max_outputs_per_batch")
                           .replace("confirmations_required", "payment_confirmations")) from None
@@ -127,6 +145,18 @@ def eligible_weight(shares: Iterable[ShareRecord], rollups: Iterable[RollupRecor
 
 
 @dataclass
+class PayoutStats:
+    """Figures of the payment step for the metrics exporter (updated every tick that pays)."""
+
+    wallet_spendable_sats: int = -1  # the budget of the last run (-1: the wallet cannot say)
+    payments_waiting_for_funds: int = 0  # miners over the threshold the wallet cannot fund yet
+    payouts_held: int = 0  # miners whose payout is held (wallet refused their output alone)
+    batches_planned_total: int = 0
+    outputs_held_total: int = 0  # holds placed by this process
+    underfunded_refusals_total: int = 0  # wallet refusals for lack of funds (planning paused)
+
+
+@dataclass
 class TickReport:
     locked: bool = True
     imported: int = 0
@@ -135,6 +165,7 @@ class TickReport:
     reversals: int = 0
     batches_planned: int = 0
     payments_skipped: str = ""
+    held: list[str] = field(default_factory=list)
     retention: RollupReport | None = None
     errors: list[str] = field(default_factory=list)
 
@@ -146,6 +177,8 @@ class TickReport:
                  f"{self.batches_planned} new payment batch(es)"]  # fmt: skip
         if self.payments_skipped:
             parts.append(f"payments: {self.payments_skipped}")
+        if self.held:
+            parts.append(f"payouts held: {', '.join(self.held)}")
         if self.retention is not None:
             parts.append(f"retention rolled up {self.retention.shares} share(s)")
         if self.errors:
@@ -153,25 +186,10 @@ class TickReport:
         return ", ".join(parts)
 
 
-class _RefusalWatch:
-    """Passes calls to the transport; remembers whether the wallet refused a batch."""
-
-    def __init__(self, inner: PaymentTransport) -> None:
-        self.inner = inner
-        self.refused: str | None = None
-
-    async def send_many(self, outputs: Mapping[str, int], comment: str) -> str:
-        try:
-            return await self.inner.send_many(outputs, comment)
-        except PaymentRejected as exc:
-            self.refused = str(exc)
-            raise
-
-    async def find_by_comment(self, comment: str) -> str | None:
-        return await self.inner.find_by_comment(comment)
-
-    async def confirmations(self, txid: str) -> int:
-        return await self.inner.confirmations(txid)
+async def spendable_budget(transport: PaymentTransport) -> int | None:
+    """The wallet's spendable satoshis, or None when the transport cannot say."""
+    spendable = getattr(transport, "spendable", None)
+    return None if spendable is None else int(await spendable())
 
 
 @contextlib.asynccontextmanager
@@ -238,6 +256,7 @@ class PayoutService:
         self.outbox = SqlPaymentOutbox(engine, self.payout_addresses)
         self._spool = Spool(storage_settings(config).spool_path())
         self._paused_until: datetime | None = None
+        self.stats = PayoutStats()
         self._last_retention: datetime | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -407,7 +426,6 @@ class PayoutService:
         if self.transport is None or not self.cfg.payments_enabled:
             report.payments_skipped = "disabled"
             return
-        watch = _RefusalWatch(self.transport)
         if self._paused_until is not None and now < self._paused_until:
             # finish what is in flight, plan nothing new
             report.payments_skipped = f"paused until {self._paused_until.isoformat()}"
@@ -415,15 +433,28 @@ class PayoutService:
                                   confirmations_required=self.payout.confirmations_required)
         else:
             params = self.payout
-        plan = await run_payments(self.outbox, watch, params, now)
+        # plan only what the wallet can fund now (a coinbase is spendable at depth 101)
+        budget = await spendable_budget(self.transport)
+        plan = await run_payments(self.outbox, self.transport, params, now, budget=budget)
         report.batches_planned += len(plan.batches)
+        self.stats.wallet_spendable_sats = -1 if budget is None else budget
+        self.stats.batches_planned_total += len(plan.batches)
+        self.stats.outputs_held_total += len(plan.held)
+        self.stats.underfunded_refusals_total += plan.underfunded is not None
+        self.stats.payments_waiting_for_funds = sum(
+            reason.startswith("waiting for spendable") for _, reason in plan.skipped)
+        self.stats.payouts_held = len(await self.outbox.holds())
         for miner, reason in plan.skipped:
             log.warning("payout to %s skipped: %s", miner, reason)
-        if watch.refused is not None:
+        for miner, reason in plan.held:
+            log.error("payout to %s held: %s (released by `poolserver payouts release %s` or a "
+                      "new payout address)", miner, reason, miner)  # fmt: skip
+            report.held.append(miner)
+        if plan.underfunded is not None:
             self._paused_until = now + timedelta(seconds=self.cfg.payment_retry_after_s)
             log.error("wallet refused a payment (%s); debits refunded, new payments paused "
-                      "until %s", watch.refused, self._paused_until.isoformat())  # fmt: skip
-            report.errors.append(f"wallet refused: {watch.refused}")
+                      "until %s", plan.underfunded, self._paused_until.isoformat())  # fmt: skip
+            report.errors.append(f"wallet refused: {plan.underfunded}")
 
     async def retention(self, now: datetime, report: TickReport) -> None:
         due = self._last_retention is None or (
@@ -448,6 +479,48 @@ class PayoutService:
             await self.pay(now, report)
             await self.retention(now, report)
         return report
+
+    # ---- reconciliation (payouts/reconcile.py says what must equal what) --------------------
+
+    async def immature_rewards(self, credited: set[str]) -> int:
+        """Coinbase values of the pool's found blocks in the main chain without a live credit."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(FoundBlock.block_hash, FoundBlock.coinbase_value)
+                .where(FoundBlock.status != "rejected"))).all()  # fmt: skip
+        total = 0
+        for block_hash, value in rows:
+            if block_hash in credited:
+                continue
+            status = await self.chain_status(block_hash)
+            if status is not None and status.in_main_chain:
+                total += int(value)
+        return total
+
+    async def reconcile(self) -> Reconciliation:
+        """The books against the wallet, exact in satoshis. Call under ``payout_lock`` so no
+        tick moves money between the reads."""
+        if self.transport is None:
+            raise ConfigError("payouts.wallet: \"off\" has no wallet to reconcile against")
+        entries = await self.ledger.entries()
+        unsent = unbooked = 0
+        for batch in await self.outbox.unfinished():
+            if batch.status.value != "pending":
+                continue
+            txid = await self.transport.find_by_comment(batch.comment)
+            if txid is None:
+                unsent += batch.total_sats
+            elif batch.fee_policy is TxFeePolicy.POOL:
+                unbooked += await self.transport.transaction_fee(txid)
+        immature = await self.immature_rewards(live_credited_blocks(entries))
+        balance = await self.transport.balances()  # type: ignore[attr-defined]
+        detail = {"spendable": balance.spendable, "immature": balance.immature}
+        if balance.pending:
+            detail["unconfirmed incoming"] = balance.pending
+        return Reconciliation(
+            wallet_sats=balance.total, ledger_sats=sum(e.amount_sats for e in entries),
+            immature_sats=immature, unsent_sats=unsent, unbooked_fee_sats=unbooked,
+            ledger_by_kind=ledger_by_kind(entries), wallet_detail=detail)  # fmt: skip
 
     # ---- background task ------------------------------------------------------------------
 

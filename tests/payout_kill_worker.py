@@ -41,10 +41,17 @@ class HookedWallet:
     def __init__(self, inner: EmbeddedWallet, points: Points) -> None:
         self.inner, self.points = inner, points
 
-    async def send_many(self, outputs: Mapping[str, int], comment: str) -> str:
-        txid = await self.inner.send_many(outputs, comment)
+    async def send_many(self, outputs: Mapping[str, int], comment: str,
+                        subtract_fee: bool = False) -> str:
+        txid = await self.inner.send_many(outputs, comment, subtract_fee)
         await self.points.reached("after_send")
         return txid
+
+    async def transaction_fee(self, txid: str) -> int:
+        return await self.inner.transaction_fee(txid)
+
+    async def spendable(self) -> int:
+        return await self.inner.spendable()
 
     async def find_by_comment(self, comment: str) -> str | None:
         return await self.inner.find_by_comment(comment)

@@ -26,7 +26,9 @@ ADDR = {
     "carol": "bcrt1qevygvgrhdgvkfdh7gzw2a9xzlcdjzdgqn2gwua",
 }
 IDS = constructed_numbers(6, seed=23)
-OTHER_MINER = "bcrt1qevygvgrhdgvkfdh7gzw2a9xzlcdjzdgqn2gwua"
+# Blocks by the rest of the network pay here (not the pool's coinbase address, which the
+# embedded wallet holds coins of: those would be unexplained deposits).
+OTHER_MINER = "bcrt1qyt3hpyd3d7ufvruar9zxte5en2u3cc4cvqut6s"
 SHARE_DIFF = 1e-10  # regtest bits 207fffff: D = 4.66e-10, the window k*D holds ~9 such shares
 
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 from fractions import Fraction
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from payouts.ledger import EntryKind, LedgerEntry
@@ -16,11 +17,12 @@ from payouts.payments import (
     DistributionStatus,
     PaymentRejected,
     PaymentStatus,
+    WalletUnderfunded,
     distribution_rows,
 )
 from payouts.types import POOL_ACCOUNT, difficulty_from_bits
 from poolserver.bitcoin.embedded_chain import EmbeddedChain
-from poolserver.bitcoin.wallet import EmbeddedWallet
+from poolserver.bitcoin.wallet import DEFAULT_POOL_ADDRESS, EmbeddedWallet
 from poolserver.payout_service import PayoutService, payout_lock
 from poolserver.storage.models import FoundBlock
 from poolserver.storage.repository import Allocations, Ledger
@@ -94,14 +96,25 @@ async def test_block_to_confirmed_payment(engine, db_url, tmp_path):
     assert report.credits == 0  # 99 confirmations
     chain.generatetoaddress(1, OTHER_MINER)
     report = await service.tick()
-    assert report.credits == 3 and report.batches_planned == 1, report.summary()
+    # credited at 100 confirmations, but the wallet spends a coinbase only at depth 101: the
+    # payment waits (the old code planned it now and the wallet refused it: paused for 1 h)
+    assert report.credits == 3 and report.batches_planned == 0, report.summary()
+    assert not report.errors and wallet.recorded() == []
+    assert service.stats.payments_waiting_for_funds == 2  # alice and bob
+    assert service.stats.wallet_spendable_sats == 0
+    chain.generatetoaddress(1, OTHER_MINER)
+    report = await service.tick()
+    assert report.batches_planned == 1 and not report.errors, report.summary()
     nets = {ln.miner_id: ln.net_sats for ln in frozen.lines}
     (sent,) = wallet.recorded()
     assert sent.outputs == {ADDR["alice"]: nets["alice"], ADDR["bob"]: nets["bob"]}
     balances = await Ledger(engine).balances()
-    assert balances == {"alice": 0, "bob": 0, POOL_ACCOUNT: frozen.pool_total_sats}
+    assert sent.fee > 0  # the pool pays the network fee (default policy): booked on @pool
+    assert balances == {"alice": 0, "bob": 0, POOL_ACCOUNT: frozen.pool_total_sats - sent.fee}
     assert sum(nets.values()) + frozen.pool_total_sats == row.coinbase_value
-    assert (await _found_row(engine, block_hash)).confirmations == 100
+    assert (await _found_row(engine, block_hash)).confirmations == 101
+    # the ledger equals the wallet: what is left in it is exactly the pool's balance
+    assert (await wallet.balances()).total == balances[POOL_ACCOUNT]
 
     # the payment confirms after the next block
     batches = await service.outbox.all_batches()
@@ -187,21 +200,30 @@ async def test_allocation_waits_for_delay_and_skips_rejected(engine, db_url, tmp
 
 
 class BrokeWallet(EmbeddedWallet):
-    """The embedded wallet, refusing like sendmany's ``-6 Insufficient funds`` while broke."""
+    """The embedded wallet, refusing like sendmany's ``-6 Insufficient funds`` while broke
+    (its coins were spent elsewhere after the balance was read)."""
 
     broke = True
 
-    async def send_many(self, outputs: Any, comment: str) -> str:
+    async def send_many(self, outputs: Any, comment: str, subtract_fee: bool = False) -> str:
         if self.broke:
-            raise PaymentRejected("Insufficient funds (code -6)")
-        return await super().send_many(outputs, comment)
+            raise WalletUnderfunded("Insufficient funds (code -6)")
+        return await super().send_many(outputs, comment, subtract_fee)
+
+
+def funded_chain() -> EmbeddedChain:
+    """One mature coinbase to the pool's address (50 BTC + fees, spendable at depth 101)."""
+    chain = EmbeddedChain("regtest")
+    chain.generatetoaddress(1, DEFAULT_POOL_ADDRESS)
+    chain.generatetoaddress(100, OTHER_MINER)
+    return chain
 
 
 async def test_wallet_refusal_refunds_and_pauses_payments(engine, db_url, tmp_path):
     await seed_register(engine)
     await Ledger(engine).append([
         LedgerEntry("credit:x:0:alice", EntryKind.CREDIT, "alice", 500_000, block_hash="x")])
-    chain = EmbeddedChain("regtest")
+    chain = funded_chain()
     wallet = BrokeWallet(chain, tmp_path / "wallet.jsonl")
     clock = Clock()
     service = PayoutService(engine, config(tmp_path, db_url, payment_retry_after_s=600.0),
@@ -247,3 +269,56 @@ async def test_allocation_waits_for_the_share_spool(engine, db_url, tmp_path):
     assert report.allocated == [] and "spool" in report.summary()
     spool.active.unlink()
     assert (await service.tick()).allocated == [block_hash]
+
+
+class PickyWallet(EmbeddedWallet):
+    """The embedded wallet refusing any transaction with an output to ``refused`` (as Bitcoin
+    Core refuses a whole sendmany for one bad output; nothing is sent)."""
+
+    refused = ADDR["bob"]
+
+    async def send_many(self, outputs: Any, comment: str, subtract_fee: bool = False) -> str:
+        if self.refused in outputs:
+            raise PaymentRejected(f"Invalid amount for {self.refused} (code -3)")
+        return await super().send_many(outputs, comment, subtract_fee)
+
+
+async def test_one_refused_output_does_not_hold_back_the_batch(engine, db_url, tmp_path):
+    """The old code failed the whole batch (alice unpaid too) and paused payments for an hour;
+    now bob's output is isolated and held with the wallet's reason, alice is paid at once."""
+    await seed_register(engine)
+    await Ledger(engine).append([
+        LedgerEntry("credit:x:0:alice", EntryKind.CREDIT, "alice", 500_000, block_hash="x"),
+        LedgerEntry("credit:x:0:bob", EntryKind.CREDIT, "bob", 700_000, block_hash="x")])
+    chain = funded_chain()
+    wallet = PickyWallet(chain, tmp_path / "wallet.jsonl")
+    service = PayoutService(engine, config(tmp_path, db_url), chain, wallet, clock=Clock())
+    report = await service.tick()
+    assert report.held == ["bob"] and not report.errors, report.summary()
+    assert service.stats.payouts_held == 1 and service.stats.outputs_held_total == 1
+    (sent,) = wallet.recorded()
+    assert sent.outputs == {ADDR["alice"]: 500_000}
+    balances = await Ledger(engine).balances()
+    assert balances["alice"] == 0 and balances["bob"] == 700_000  # refunded, held
+    holds = await service.outbox.holds()
+    assert holds["bob"][0] == ADDR["bob"] and "Invalid amount" in holds["bob"][1]
+    # held: not planned again (no refusal loop, no pause) while the address is the same
+    report = await service.tick()
+    assert report.batches_planned == 0 and not report.errors
+    assert len(wallet.recorded()) == 1
+    # released by the operator (say the wallet was fixed): paid
+    wallet.refused = "nobody"
+    assert await service.outbox.release_hold("bob") == 1
+    report = await service.tick()
+    assert report.batches_planned == 1 and (await Ledger(engine).balances())["bob"] == 0
+
+
+async def test_min_payout_below_dust_is_a_config_error(engine, db_url, tmp_path):
+    from poolserver.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"payouts.min_payout_sats: 545 sat is below the dust"):
+        PayoutService(engine, config(tmp_path, db_url, min_payout_sats=545),
+                      EmbeddedChain("regtest"), None)
+    with pytest.raises(ConfigError, match=r"payouts.fee_policy"):
+        PayoutService(engine, config(tmp_path, db_url, fee_policy="operator"),
+                      EmbeddedChain("regtest"), None)

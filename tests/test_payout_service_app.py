@@ -46,7 +46,8 @@ async def test_pool_pays_a_block_found_over_stratum(db_url, engine, tmp_path):
         row = await FoundBlocks(engine).get(block_hash)
         assert row.account == "alice" and row.data["verdicts"] == {"embedded": None}
         assert not (tmp_path / "data" / "found-blocks.jsonl").exists()
-        chain.generatetoaddress(1, OTHER_MINER)  # 2 confirmations: credited and paid
+        # 2 confirmations: credited; paid once the coinbase is spendable (depth 101)
+        chain.generatetoaddress(100, OTHER_MINER)
         wallet = app.payout_service.transport
         async with asyncio.timeout(15):
             while not wallet.recorded():

@@ -7,10 +7,13 @@ import asyncio
 from datetime import timedelta
 
 from poolserver.bitcoin.embedded_chain import EmbeddedChain
+from poolserver.bitcoin.wallet import DEFAULT_POOL_ADDRESS, EmbeddedWallet
 from poolserver.cli import main
 from poolserver.storage.engine import create_engine
+from poolserver.storage.repository import SqlPaymentOutbox
 from tests.payout_support import (
     ADDR,
+    OTHER_MINER,
     durable_store,
     find_block,
     journal_shares,
@@ -36,7 +39,9 @@ def test_payouts_commands(db_url, tmp_path, capsys):
             await journal_shares(engine, tmp_path / "spool",
                                  share_plan(utcnow() - timedelta(minutes=10)))
             chain = EmbeddedChain("regtest", state_path=data / "embedded-chain.jsonl")
-            return await find_block(chain, durable_store(engine, data), "alice")
+            block_hash = await find_block(chain, durable_store(engine, data), "alice")
+            chain.generatetoaddress(100, OTHER_MINER)  # the coinbase is spendable: depth 101
+            return block_hash
         finally:
             await engine.dispose()
 
@@ -47,7 +52,7 @@ def test_payouts_commands(db_url, tmp_path, capsys):
 
     assert main(["--config", str(cfg), "payouts", "balances"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "account\tbalance_sats\tbalance_btc"
+    assert lines[0] == "account\tbalance_sats\tbalance_btc\tpayout_hold"
     balances = {ln.split("\t")[0]: int(ln.split("\t")[1]) for ln in lines[1:]}
     assert balances["alice"] == balances["bob"] == 0 and balances["@pool"] > 0
 
@@ -55,7 +60,7 @@ def test_payouts_commands(db_url, tmp_path, capsys):
     (header, row) = capsys.readouterr().out.splitlines()
     fields = dict(zip(header.split("\t"), row.split("\t"), strict=True))
     assert fields["block"] == block_hash and fields["status"] == "accepted"
-    assert fields["confirmations"] == "1" and len(fields["inputs_hash"]) == 64
+    assert fields["confirmations"] == "101" and len(fields["inputs_hash"]) == 64
     assert fields["found_at_utc+5"].endswith("UTC+5")
 
     assert main(["--config", str(cfg), "payouts", "distributions", "--status", "broadcast"]) == 0
@@ -69,3 +74,68 @@ def test_payouts_commands(db_url, tmp_path, capsys):
     # a second run pays nobody twice
     assert main(["--config", str(cfg), "payouts", "run-once"]) == 0
     assert "0 new payment batch" in capsys.readouterr().out
+
+    async def hold_bob() -> None:
+        engine = create_engine(db_url)
+        try:
+            await SqlPaymentOutbox(engine).add_hold("bob", ADDR["bob"], "wallet refused: dust")
+        finally:
+            await engine.dispose()
+
+    asyncio.run(hold_bob())
+    assert main(["--config", str(cfg), "payouts", "balances"]) == 0
+    shown = {ln.split("\t")[0]: ln.split("\t")[3] for ln in capsys.readouterr().out.splitlines()}
+    assert shown["bob"] == "held (wallet refused: dust)" and shown["alice"] == "-"
+    assert main(["--config", str(cfg), "payouts", "release", "bob"]) == 0
+    assert "released 1 hold" in capsys.readouterr().out
+    assert main(["--config", str(cfg), "payouts", "release", "bob"]) == 1
+    capsys.readouterr()
+
+    assert main(["--config", str(cfg), "payouts", "payments", "--miner", "alice"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    (row,) = [dict(zip(lines[0].split("\t"), ln.split("\t"), strict=True)) for ln in lines[1:]]
+    assert row["fee_policy"] == "pool" and row["fee_share_sats"] == "0"
+    assert row["paid_sats"] == row["amount_sats"] and int(row["tx_fee_sats"]) > 0
+
+    # the books equal the wallet to the satoshi (the fee of the payment booked on @pool)
+    assert main(["--config", str(cfg), "payouts", "reconcile"]) == 0
+    out = capsys.readouterr().out
+    rows = dict(ln.split("\t")[:2] for ln in out.splitlines()[1:])
+    assert rows["difference"] == "0" and int(rows["ledger tx_fee"]) < 0, out
+
+    # coins that reach the hot wallet unrecorded are a difference (exit 1) until recorded
+    chain = EmbeddedChain("regtest", state_path=data / "embedded-chain.jsonl")
+    chain.generatetoaddress(1, DEFAULT_POOL_ADDRESS)  # the operator tops the wallet up
+    deposit = chain.blocks[chain.main[-1]].coinbase_value
+    assert main(["--config", str(cfg), "payouts", "reconcile"]) == 1
+    out = capsys.readouterr().out
+    assert f"difference\t{deposit}\t" in out and "DIFFERENCE" in out
+    assert main(["--config", str(cfg), "payouts", "deposit", str(deposit),
+                 "--note", "fee float top-up"]) == 0
+    capsys.readouterr()
+    assert main(["--config", str(cfg), "payouts", "reconcile"]) == 0
+    capsys.readouterr()
+
+    # a withdrawal: the operator sends from the wallet, then records amount + fee
+    chain.generatetoaddress(100, OTHER_MINER)
+    wallet = EmbeddedWallet(chain, data / "embedded-wallet.jsonl")
+    sent = asyncio.run(wallet.withdraw(OTHER_MINER, 10_000_000, "cold storage"))
+    assert main(["--config", str(cfg), "payouts", "reconcile"]) == 1
+    capsys.readouterr()
+    assert main(["--config", str(cfg), "payouts", "withdraw", str(10_000_000 + sent.fee),
+                 "--note", "to cold storage"]) == 0
+    capsys.readouterr()
+    assert main(["--config", str(cfg), "payouts", "reconcile"]) == 0
+    capsys.readouterr()
+
+
+def test_deposit_withdraw_bad_input_names_the_field(tmp_path, capsys):
+    cfg = tmp_path / "pool.toml"
+    cfg.write_text(f'[pool]\ndata_dir = "{tmp_path}"\n')
+    for args, field in ((["deposit", "0.5", "--note", "x"], "AMOUNT_SATS"),
+                        (["withdraw", "-3", "--note", "x"], "AMOUNT_SATS"),
+                        (["deposit", "0", "--note", "x"], "AMOUNT_SATS"),
+                        (["withdraw", "1000", "--note", " "], "--note")):
+        assert main(["--config", str(cfg), "payouts", *args]) == 2
+        err = capsys.readouterr().err
+        assert f"payouts {args[0]}: {field}:" in err and "Traceback" not in err, err

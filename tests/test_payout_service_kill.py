@@ -17,12 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from payouts.ledger import EntryKind, LedgerEntry
+from payouts.ledger import EntryKind, LedgerEntry, operator_entry
 from payouts.payments import PaymentStatus
-from poolserver.bitcoin.wallet import EmbeddedWallet
+from payouts.types import POOL_ACCOUNT
+from poolserver.bitcoin.embedded_chain import EmbeddedChain
+from poolserver.bitcoin.wallet import DEFAULT_POOL_ADDRESS, EmbeddedWallet
+from poolserver.config import config_from_dict
+from poolserver.payout_service import PayoutService
 from poolserver.register.repository import RegisterRepository
 from poolserver.storage.engine import create_engine
 from poolserver.storage.repository import Ledger, SqlPaymentOutbox
+from tests.payout_support import OTHER_MINER
 from tests.test_register_rules import constructed_numbers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,11 +35,18 @@ MINERS = [f"m{i}" for i in range(8)]  # 8 miners, 3 outputs per batch -> 3 batch
 ADDRESSES = [
     "bcrt1qauhvvr3t2ylgl9f8wwc80lt07hhsnrsxdt9mkg",
     "mfoA4eYuzEFAU94bkMKPH6UF3i5qcw7zJ8",
-    "bcrt1qevygvgrhdgvkfdh7gzw2a9xzlcdjzdgqn2gwua",
+    "bcrt1q9lw93znnd5f4t6h9jy6u3axr5glg8je2gtr3te",  # not the pool's own coinbase address
 ]
 
 
-async def _seed(url: str) -> dict[str, int]:
+async def _seed(url: str, data: Path) -> dict[str, int]:
+    """Miners with balances, and a hot wallet holding coins for them: one mature coinbase to
+    the pool address on the persisted embedded chain; what the credits do not account for is
+    recorded as the operator's deposit, so the books equal the wallet from the start."""
+    chain = EmbeddedChain("regtest", state_path=data / "embedded-chain.jsonl")
+    chain.generatetoaddress(1, DEFAULT_POOL_ADDRESS)
+    chain.generatetoaddress(100, OTHER_MINER)
+    coins = chain.blocks[chain.main[1]].coinbase_value
     engine = create_engine(url)
     try:
         repo = RegisterRepository(engine, network="regtest")
@@ -47,6 +59,8 @@ async def _seed(url: str) -> dict[str, int]:
         await Ledger(engine).append([
             LedgerEntry(f"credit:{'ab' * 32}:0:{m}", EntryKind.CREDIT, m, amount,
                         block_hash="ab" * 32) for m, amount in credits.items()])  # fmt: skip
+        await Ledger(engine).append([operator_entry(
+            EntryKind.DEPOSIT, coins - sum(credits.values()), "test float", "deposit:seed")])
         return credits
     finally:
         await engine.dispose()
@@ -99,7 +113,13 @@ def _check_paid_once(url: str, data: Path, credits: dict[str, int]) -> None:
     async def db_state() -> None:
         engine = create_engine(url)
         try:
-            assert set((await Ledger(engine).balances()).values()) == {0}
+            balances = await Ledger(engine).balances()
+            assert {v for k, v in balances.items() if k != POOL_ACCOUNT} == {0}
+            chain = EmbeddedChain("regtest", state_path=data / "embedded-chain.jsonl")
+            cfg = config_from_dict({"pool": {"data_dir": str(data)}, "storage": {"url": url}})
+            service = PayoutService(engine, cfg, chain, EmbeddedWallet(chain, wallet.path))
+            result = await service.reconcile()  # the books equal the wallet after the kills
+            assert result.difference_sats == 0, result.lines()
             batches = await SqlPaymentOutbox(engine).all_batches()
             assert all(b.status is PaymentStatus.BROADCAST for b in batches)
             assert {b.txid for b in batches} == {r.txid for r in recorded}
@@ -116,8 +136,8 @@ def _check_paid_once(url: str, data: Path, credits: dict[str, int]) -> None:
     ("after_add_batch", 3), ("after_send", 3),
 ])  # fmt: skip
 def test_kill_during_payment_run_never_pays_twice(db_url, tmp_path, point, nth):
-    credits = asyncio.run(_seed(db_url))
     data = tmp_path / "data"
+    credits = asyncio.run(_seed(db_url, data))
     _kill_at(db_url, data, point, nth)
     _run_through(db_url, data)
     _check_paid_once(db_url, data, credits)
@@ -136,8 +156,8 @@ async def _pending(url: str) -> int:
 
 @pytest.mark.slow
 def test_random_kills_during_payment_runs(db_url, tmp_path):
-    credits = asyncio.run(_seed(db_url))
     data = tmp_path / "data"
+    credits = asyncio.run(_seed(db_url, data))
     rng = random.Random(20261125)
     mid_run = 0
     for _ in range(8):

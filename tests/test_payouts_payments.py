@@ -29,6 +29,7 @@ from payouts.payments import (
     PaymentStateError,
     PaymentStatus,
     PayoutParams,
+    WalletUnderfunded,
     distribution_rows,
     plan_payments,
     record_broadcast,
@@ -36,6 +37,7 @@ from payouts.payments import (
     record_failed,
     run_payments,
 )
+from payouts.txfee import TxFeePolicy, miner_fee_shares, split_fee, subtracted
 from payouts.types import POOL_ACCOUNT, BlockRecord, ShareRecord
 from tests.payouts_strategies import T0
 
@@ -65,15 +67,29 @@ class Wallet:
     sends: list[tuple[str, dict[str, int], str]] = field(default_factory=list)
     confirmations_of: dict[str, int] = field(default_factory=dict)
     refuse: bool = False
+    refuse_addresses: set[str] = field(default_factory=set)  # refused outputs (e.g. dust)
+    fee_per_output: int = 141
+    fees: dict[str, int] = field(default_factory=dict)
 
-    async def send_many(self, outputs: Mapping[str, int], comment: str) -> str:
+    async def send_many(self, outputs: Mapping[str, int], comment: str,
+                        subtract_fee: bool = False) -> str:
         self.crash.tick()  # before the wallet acts
         if self.refuse:
-            raise PaymentRejected("insufficient funds")
+            raise WalletUnderfunded("insufficient funds")
+        bad = sorted(set(outputs) & self.refuse_addresses)
+        if bad:
+            raise PaymentRejected(f"Transaction amount too small ({bad[0]})")
         txid = f"{len(self.sends):064x}"
-        self.sends.append((comment, dict(outputs), txid))
+        fee = self.fee_per_output * len(outputs) + 110
+        paid = subtracted(outputs, fee) if subtract_fee else dict(outputs)
+        self.fees[txid] = fee
+        self.sends.append((comment, paid, txid))
         self.crash.tick()  # sent, but the caller never learns the txid
         return txid
+
+    async def transaction_fee(self, txid: str) -> int:
+        self.crash.tick()
+        return self.fees[txid]
 
     async def find_by_comment(self, comment: str) -> str | None:
         self.crash.tick()
@@ -92,6 +108,13 @@ class Store:
     addresses: dict[str, str]
     entries: list[LedgerEntry] = field(default_factory=list)
     batches: dict[str, PaymentBatch] = field(default_factory=dict)
+    held: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    async def holds(self) -> Mapping[str, tuple[str, str]]:
+        return dict(self.held)
+
+    async def add_hold(self, miner_id: str, address: str, reason: str) -> None:
+        self.held[miner_id] = (address, reason)
 
     def _append(self, entries: Sequence[LedgerEntry]) -> None:
         ids = {e.entry_id for e in self.entries}
@@ -338,3 +361,85 @@ def test_credit_not_yet_paid_is_credited_and_pending_payment_is_pending() -> Non
     (p,) = plan.batches
     (row,) = distribution_rows([a1], entries + list(p.debits), [p.batch])
     assert row.status is DistributionStatus.PENDING and row.address == "addr-A"
+
+
+# --- network fees, spendable budget, isolation --------------------------------------------
+
+
+@given(fee=st.integers(0, 10**6),
+       outputs=st.lists(st.tuples(st.sampled_from(["a1", "a2", "a3", "a4"]),
+                                  st.integers(1, 10**9)), min_size=1, max_size=12))
+def test_fee_shares_sum_exactly_and_follow_cores_rule(fee, outputs) -> None:
+    rows = [(f"m{i}", address, amount) for i, (address, amount) in enumerate(outputs)]
+    shares = miner_fee_shares(fee, rows)
+    assert sum(shares.values()) == fee and set(shares) == {m for m, _, _ in rows}
+    per_address = split_fee(fee, sorted({a for _, a, _ in rows}))
+    assert sum(per_address.values()) == fee
+    n = len(per_address)
+    first = min(per_address)
+    assert per_address[first] == fee // n + fee % n  # Core: the remainder on the first output
+    assert all(v == fee // n for a, v in per_address.items() if a != first)
+    for address, share in per_address.items():  # each address's share over its miners
+        assert sum(shares[m] for m, a, _ in rows if a == address) == share
+
+
+def test_pool_pays_the_fee_as_a_ledger_entry() -> None:
+    """The old code recorded no fee: the books exceeded the wallet by every fee paid."""
+    crash = CrashPlan()
+    store = Store(crash, {"a": "addr-a", "b": "addr-b"}, credits({"a": 500, "b": 700}))
+    wallet = Wallet(crash)
+    asyncio.run(run_payments(store, wallet, PayoutParams(min_payout_sats=100), NOW, ids()))
+    (batch,) = store.batches.values()
+    fee = wallet.fees[batch.txid or ""]
+    assert batch.fee_sats == fee > 0 and all(o.fee_sats == 0 for o in batch.outputs)
+    assert balances(store.entries) == {"a": 0, "b": 0, POOL_ACCOUNT: -fee}
+    (fee_entry,) = [e for e in store.entries if e.kind is EntryKind.TX_FEE]
+    assert fee_entry.batch_id == batch.batch_id
+    assert wallet.sends[0][1] == {"addr-a": 500, "addr-b": 700}
+
+
+def test_miners_pay_the_fee_from_their_outputs() -> None:
+    crash = CrashPlan()
+    addresses = {"a": "addr-a", "b": "addr-b", "c": "addr-b"}
+    store = Store(crash, addresses, credits({"a": 500, "b": 700, "c": 300}))
+    wallet = Wallet(crash)
+    params = PayoutParams(min_payout_sats=100, fee_policy=TxFeePolicy.MINERS)
+    asyncio.run(run_payments(store, wallet, params, NOW, ids()))
+    (batch,) = store.batches.values()
+    fee = wallet.fees[batch.txid or ""]
+    assert sum(o.fee_sats for o in batch.outputs) == batch.fee_sats == fee
+    paid = wallet.sends[0][1]
+    assert paid["addr-a"] == 500 - batch.outputs[0].fee_sats
+    assert paid["addr-b"] == 1000 - batch.outputs[1].fee_sats - batch.outputs[2].fee_sats
+    assert balances(store.entries) == {"a": 0, "b": 0, "c": 0}  # no pool expense
+
+
+def test_plan_against_the_spendable_budget() -> None:
+    bal = {"a": 300, "b": 500, "c": 200}
+    addresses = {m: f"addr-{m}" for m in bal}
+    params = PayoutParams(min_payout_sats=100, max_outputs=10, fee_reserve_sats=50)
+    plan = plan_payments(bal, addresses, params, NOW, ids(), budget=600)
+    # a (300) + reserve 50 fits; b (500) does not; c (200) does
+    assert [o.miner_id for p in plan.batches for o in p.batch.outputs] == ["a", "c"]
+    assert plan.skipped == (("b", "waiting for spendable funds (250 sat left to plan)"),)
+    assert plan_payments(bal, addresses, params, NOW, ids(), budget=0).batches == ()
+
+
+def test_a_refused_output_is_isolated_and_held() -> None:
+    crash = CrashPlan()
+    addresses = {"a": "addr-a", "b": "addr-b", "c": "addr-c"}
+    store = Store(crash, addresses, credits({"a": 500, "b": 700, "c": 900}))
+    wallet = Wallet(crash, refuse_addresses={"addr-b"})
+    plan = asyncio.run(run_payments(store, wallet, PayoutParams(min_payout_sats=100), NOW, ids()))
+    assert [m for m, _ in plan.held] == ["b"] and plan.underfunded is None
+    assert paid_by_wallet(wallet, addresses) == {"a": 500, "c": 900}
+    assert balances(store.entries)["b"] == 700
+    assert store.held["b"][0] == "addr-b" and "too small" in store.held["b"][1]
+    # the next run plans nobody (b held at this address) ...
+    again = asyncio.run(run_payments(store, wallet, PayoutParams(min_payout_sats=100), NOW,
+                                     ids("r")))
+    assert again.batches == () and again.skipped[0][0] == "b"
+    # ... until b's address changes
+    addresses["b"] = "addr-b2"
+    asyncio.run(run_payments(store, wallet, PayoutParams(min_payout_sats=100), NOW, ids("s")))
+    assert balances(store.entries)["b"] == 0

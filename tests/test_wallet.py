@@ -27,16 +27,21 @@ from payouts.payments import (
     PaymentRejected,
     PaymentStatus,
     PayoutParams,
+    WalletUnderfunded,
     run_payments,
 )
+from payouts.txfee import subtracted
 from poolserver.bitcoin.embedded_chain import EmbeddedChain
 from poolserver.bitcoin.node import NodeUnavailable
 from poolserver.bitcoin.wallet import (
+    DEFAULT_POOL_ADDRESS,
     EmbeddedWallet,
     NodeWallet,
+    WalletBalance,
     WalletNodeClient,
     btc_amount,
     rpc_dumps,
+    sats_from_btc,
 )
 from poolserver.storage.repository import Ledger, SqlPaymentOutbox
 from stratum.address import address_to_script
@@ -78,6 +83,7 @@ class FakeWalletNode:
         self.entries: list[dict[str, Any]] = []  # listtransactions entries, oldest first
         self.raw_bodies: list[str] = []
         self.sent: list[tuple[dict[str, Decimal], str]] = []
+        self.subtract_from: list[list[str]] = []
         self.drop_after_send = False  # commit the send, then lose the reply
         self.height = 200
         self._runner: web.AppRunner | None = None
@@ -124,6 +130,7 @@ class FakeWalletNode:
         if method == "sendmany":
             dummy, amounts, minconf, comment = params[:4]
             assert dummy == "" and isinstance(minconf, int)
+            self.subtract_from.append(params[4] if len(params) > 4 else [])
             for address in amounts:
                 if not address.startswith(("bcrt1", "m", "n", "2")):
                     return self._reply(rid, error={"code": -5, "message":
@@ -167,6 +174,10 @@ class FakeWalletNode:
                                              "hex": "00"})  # fmt: skip
             return self._reply(rid, error={"code": -5,
                                            "message": "Invalid or non-wallet transaction id"})
+        if method == "getbalances":  # Bitcoin Core v30 shape (amounts as JSON numbers)
+            return self._reply(rid, {"mine": {"trusted": self.balance / 100_000_000,
+                                              "untrusted_pending": 0.0,
+                                              "immature": 12.5}})  # fmt: skip
         return self._reply(rid, error={"code": -32601, "message": "Method not found"})
 
 
@@ -238,13 +249,27 @@ async def test_lost_reply_is_reconciled_not_resent(engine, wallet_node):
         await run_payments(outbox, wallet, params, now)
         (batch,) = await outbox.all_batches()
         assert batch.status is PaymentStatus.CONFIRMED and len(wallet_node.sent) == 1
-        assert (await Ledger(engine).balances()) == {"alice": 0, "bob": 0}
+        # the fee gettransaction reports (-0.0000141 BTC) is booked to the pool (policy "pool")
+        assert (await Ledger(engine).balances()) == {"alice": 0, "bob": 0, "@pool": -1410}
+        assert batch.fee_sats == 1410
     finally:
         await client.close()
 
 
-async def test_embedded_wallet_records_real_transactions(tmp_path):
+POOL = DEFAULT_POOL_ADDRESS  # the embedded chain's default coinbase address
+NOBODY = "mfoA4eYuzEFAU94bkMKPH6UF3i5qcw7zJ8"  # blocks by the rest of the network pay here
+
+
+def funded_chain(blocks: int = 1) -> EmbeddedChain:
+    """``blocks`` pool coinbases (50 BTC each), then 100 network blocks: all mature (depth 101)."""
     chain = EmbeddedChain("regtest")
+    chain.generatetoaddress(blocks, POOL)
+    chain.generatetoaddress(100, NOBODY)
+    return chain
+
+
+async def test_embedded_wallet_records_real_transactions(tmp_path):
+    chain = funded_chain()
     path = tmp_path / "wallet.jsonl"
     wallet = EmbeddedWallet(chain, path)
     outputs = {ADDR["alice"]: 150_000, ADDR["bob"]: 2_000_000}
@@ -252,16 +277,16 @@ async def test_embedded_wallet_records_real_transactions(tmp_path):
     (rec,) = wallet.recorded()
     tx = parse_tx(bytes.fromhex(rec.raw))
     assert tx.txid[::-1].hex() == txid == rec.txid
-    assert sorted((o.value, o.script) for o in tx.outputs) == sorted(
-        (v, address_to_script(a, "regtest")) for a, v in outputs.items())
+    paid = sorted((o.value, o.script) for o in tx.outputs if o.script != wallet.pool_script)
+    assert paid == sorted((v, address_to_script(a, "regtest")) for a, v in outputs.items())
     # survives a restart: a new instance reads the file
     again = EmbeddedWallet(chain, path)
     assert await again.find_by_comment("qazpool payout pay-a") == txid
     assert await again.find_by_comment("qazpool payout pay-b") is None
     assert await again.confirmations(txid) == 0
-    chain.generatetoaddress(3, ADDR["alice"])
+    chain.generatetoaddress(3, NOBODY)
     assert await again.confirmations(txid) == 3
-    with pytest.raises(PaymentRejected, match="invalid address"):
+    with pytest.raises(PaymentRejected, match=r"(?i)invalid address"):
         await again.send_many({"tb1qnotregtest": 1000}, "qazpool payout pay-c")
     # like sendmany, a second send with the same comment is a second transaction (so a test
     # reading the file sees any double payment)
@@ -274,3 +299,86 @@ async def test_embedded_wallet_records_real_transactions(tmp_path):
     assert await again.find_by_comment("qazpool payout pay-d") is None
     third = await again.send_many(outputs, "qazpool payout pay-e")
     assert [r.txid for r in again.recorded()] == [txid, second, third]
+
+
+async def test_embedded_wallet_tracks_coins_maturity_change_and_fee(tmp_path):
+    """Coins are the chain's coinbases to the pool address (spendable at depth 101, like
+    Bitcoin Core), change comes back, spent coins go, the fee is rate x vsize; all of it
+    survives a restart. The old wallet invented its inputs: it had no balance at all."""
+    chain = EmbeddedChain("regtest")
+    chain.generatetoaddress(2, POOL)  # heights 1, 2: 50 BTC each
+    chain.generatetoaddress(99, NOBODY)  # tip 101: height 1 at depth 101, height 2 at 100
+    wallet = EmbeddedWallet(chain, tmp_path / "w.jsonl", fee_rate_sat_vb=3)
+    coin, coin2 = (chain.blocks[chain.main[h]].coinbase_value for h in (1, 2))  # 50 BTC + fees
+    assert await wallet.balances() == WalletBalance(spendable=coin, immature=coin2)
+    # only the mature coin can fund a payment: more than it holds is refused as underfunded
+    with pytest.raises(WalletUnderfunded):
+        await wallet.send_many({ADDR["alice"]: coin + 1}, "qazpool payout too-much")
+    assert wallet.recorded() == []
+    txid = await wallet.send_many({ADDR["alice"]: 1_000_000, ADDR["bob"]: 2_000_000},
+                                  "qazpool payout p1")
+    (rec,) = wallet.recorded()
+    tx = parse_tx(bytes.fromhex(rec.raw))
+    vsize = -(-tx.weight // 4)
+    assert rec.fee == 3 * vsize == await wallet.transaction_fee(txid)
+    assert len(tx.inputs) == 1 and tx.inputs[0].witness  # one real segwit input
+    change = [o.value for o in tx.outputs if o.script == wallet.pool_script]
+    assert change == [coin - 3_000_000 - rec.fee]
+    balance = await wallet.balances()
+    assert balance == WalletBalance(spendable=change[0], immature=coin2)
+    # the input coin is spent: the change (own, trusted) funds the next payment
+    await wallet.send_many({ADDR["alice"]: 40 * 100_000_000}, "qazpool payout p2")
+    assert len({(i.prev_txid, i.prev_index) for r in wallet.recorded()
+                for i in parse_tx(bytes.fromhex(r.raw)).inputs}) == 2  # nothing spent twice
+    chain.generatetoaddress(1, NOBODY)  # height 2's coinbase matures
+    after = await wallet.balances()
+    assert after.immature == 0
+    fees = sum(r.fee for r in wallet.recorded())
+    assert after.total == coin + coin2 - 3_000_000 - 40 * 100_000_000 - fees
+    # a restart recomputes the same coins from the chain and the file
+    assert await EmbeddedWallet(chain, tmp_path / "w.jsonl").balances() == after
+
+
+async def test_embedded_wallet_refuses_dust_and_subtracts_the_fee(tmp_path):
+    chain = funded_chain()
+    wallet = EmbeddedWallet(chain, tmp_path / "w.jsonl")
+    with pytest.raises(PaymentRejected, match="dust"):
+        await wallet.send_many({ADDR["alice"]: 545, ADDR["bob"]: 100_000}, "qazpool payout d")
+    assert wallet.recorded() == []
+    outputs = {ADDR["alice"]: 100_001, ADDR["bob"]: 200_000}
+    txid = await wallet.send_many(outputs, "qazpool payout s", subtract_fee=True)
+    (rec,) = wallet.recorded()
+    fee = await wallet.transaction_fee(txid)
+    assert rec.outputs == subtracted(outputs, fee)
+    assert sum(rec.outputs.values()) + fee == sum(outputs.values())
+    total_before = chain.blocks[chain.main[1]].coinbase_value
+    assert (await wallet.balances()).total == total_before - sum(outputs.values())
+
+
+async def test_node_wallet_reads_fee_and_balances_exactly(wallet_node):
+    client = WalletNodeClient(wallet_node.url)
+    wallet = NodeWallet(client)
+    try:
+        txid = await wallet.send_many({ADDR["alice"]: 100_000, ADDR["bob"]: 200_000},
+                                      "qazpool payout f1", subtract_fee=True)
+        assert wallet_node.subtract_from[-1] == sorted([ADDR["alice"], ADDR["bob"]])
+        assert await wallet.transaction_fee(txid) == 1410
+        balance = await wallet.balances()
+        assert balance.immature == 12 * 100_000_000 + 50_000_000
+        assert balance.spendable == wallet_node.balance
+        with pytest.raises(WalletUnderfunded):
+            await wallet.send_many({ADDR["alice"]: 50 * 100_000_000}, "qazpool payout f2")
+    finally:
+        await client.close()
+
+
+@given(st.integers(0, 21 * 10**14))
+def test_sats_from_btc_is_exact(sats):
+    as_float = float(Decimal(sats) / 100_000_000)
+    assert sats_from_btc(json.loads(json.dumps(as_float)), "x") == sats
+    assert sats_from_btc(Decimal(sats) / 100_000_000, "x") == sats
+
+
+def test_sats_from_btc_refuses_sub_satoshi_amounts():
+    with pytest.raises(ValueError, match=r"fee: .* more than 8 decimal"):
+        sats_from_btc(0.000000001, "fee")

@@ -2,7 +2,18 @@
 
 * ``run-once``: one tick of the payout service (import fallback blocks, allocate, credit or
   reverse by the chain, pay, retention), under the same lock as the running pool's.
-* ``balances``: ledger balances per account (satoshis and BTC).
+* ``balances``: ledger balances per account (satoshis and BTC), and the payout hold (with the
+  wallet's reason) of any miner whose output the wallet refused.
+* ``payments``: one row per payment output: batch, miner, address, amount debited, the miner's
+  share of the network fee (``fee_policy = "miners"``), the amount paid, the transaction's
+  whole fee, txid and status.
+* ``reconcile``: the books against the hot wallet, exact in satoshis (``payouts/reconcile.py``
+  says what must equal what): ledger balances + immature rewards + unsent batches − unbooked
+  fees = the wallet's total. Prints the breakdown; exit 0 on zero difference, 1 otherwise.
+* ``deposit AMOUNT_SATS --note TEXT`` / ``withdraw AMOUNT_SATS --note TEXT``: record that the
+  operator moved coins into / out of the hot wallet (a ledger entry on ``@pool``; the coins are
+  moved with the wallet itself; a withdrawal's amount includes its network fee).
+* ``release MINER``: lift a payout hold (after fixing its cause).
 * ``blocks``: found blocks with status, confirmations, reward and allocation hash.
 * ``distributions``: one row per (block, miner), labelled ``distribution`` (Art. 10(4) of the
   Law on Digital Assets): gross, fee, net, address, txid(s), status.
@@ -38,6 +49,50 @@ def register(sub: argparse._SubParsersAction) -> None:
     dist.add_argument("--miner", help="only this account")
     dist.add_argument("--status", help="only rows in this status (e.g. confirmed)")
     dist.set_defaults(func=lambda a: run(a, _distributions))
+    pay = psub.add_parser("payments", help="payment outputs: amount, fee share, paid, txid")
+    pay.add_argument("--miner", help="only this account")
+    pay.set_defaults(func=lambda a: run(a, _payments))
+    rec = psub.add_parser("reconcile", help="ledger + immature + in flight against the wallet")
+    rec.set_defaults(func=lambda a: run(a, _reconcile))
+    for name, verb in (("deposit", "into"), ("withdraw", "out of")):
+        op = psub.add_parser(name, help=f"record coins the operator moved {verb} the hot wallet")
+        op.add_argument("amount_sats", metavar="AMOUNT_SATS",
+                        help="satoshis, a positive integer (a withdrawal includes its fee)")
+        op.add_argument("--note", required=True, help="why (kept with the ledger entry)")
+        op.set_defaults(func=lambda a, name=name: run_checked(a, name, _operator_entry))
+    rel = psub.add_parser("release", help="lift a miner's payout hold")
+    rel.add_argument("miner", metavar="MINER")
+    rel.set_defaults(func=lambda a: run(a, _release))
+
+
+def parse_sats(text: str, field: str) -> int:
+    """A positive integer amount of satoshis from the command line, or ValueError naming
+    ``field`` (no decimals, no BTC: ``0.5`` is refused, write ``50000000``)."""
+    value = text.strip().replace("_", "")
+    if not value.isdigit():
+        raise ValueError(f"{field}: {text!r} is not a whole number of satoshis "
+                         "(write satoshis, e.g. 50000000 for 0.5 BTC)")
+    sats = int(value)
+    if sats <= 0:
+        raise ValueError(f"{field}: must be > 0 satoshis, got {sats}")
+    if sats > 21_000_000 * 100_000_000:
+        raise ValueError(f"{field}: {sats} satoshis is more than 21 million BTC")
+    return sats
+
+
+def run_checked(args: argparse.Namespace, name: str, body: Body) -> int:
+    """Validate the arguments before touching the database: a clear error naming the field."""
+    import sys
+
+    try:
+        args.amount_sats = parse_sats(args.amount_sats, "AMOUNT_SATS")
+        if not args.note.strip():
+            raise ValueError("--note: must say why the coins moved")
+    except ValueError as exc:
+        print(f"poolserver payouts {name}: {exc}", file=sys.stderr)
+        return 2
+    args.operator_kind = name
+    return run(args, body)
 
 
 def run(args: argparse.Namespace, body: Body) -> int:
@@ -84,12 +139,89 @@ async def _run_once(engine: Any, config: Config, args: argparse.Namespace) -> in
 
 
 async def _balances(engine: Any, config: Config, args: argparse.Namespace) -> int:
-    from poolserver.storage.repository import Ledger
+    from poolserver.storage.repository import Ledger, SqlPaymentOutbox
 
     balances = await Ledger(engine).balances()
-    _print_rows(["account", "balance_sats", "balance_btc"],
-                [[a, str(s), btc(s)] for a, s in sorted(balances.items())])  # fmt: skip
+    holds = await SqlPaymentOutbox(engine).holds()
+    _print_rows(["account", "balance_sats", "balance_btc", "payout_hold"],
+                [[a, str(s), btc(s), f"held ({holds[a][1]})" if a in holds else "-"]
+                 for a, s in sorted(balances.items())])  # fmt: skip
     return 0
+
+
+async def _payments(engine: Any, config: Config, args: argparse.Namespace) -> int:
+    from poolserver.storage.repository import SqlPaymentOutbox
+
+    rows = []
+    for b in await SqlPaymentOutbox(engine).all_batches():
+        for o in b.outputs:
+            if args.miner and o.miner_id != args.miner:
+                continue
+            rows.append([b.batch_id, o.miner_id, o.address, str(o.amount_sats), str(o.fee_sats),
+                         str(o.amount_sats - o.fee_sats), b.fee_policy.value,
+                         "-" if b.fee_sats is None else str(b.fee_sats), b.txid or "-",
+                         b.status.value, show(b.created_at)])  # fmt: skip
+    _print_rows(["batch", "miner", "address", "amount_sats", "fee_share_sats", "paid_sats",
+                 "fee_policy", "tx_fee_sats", "txid", "status", "created_utc+5"], rows)
+    return 0
+
+
+def _service(engine: Any, config: Config, rpc: Any) -> Any:
+    from poolserver.bitcoin.wallet import wallet_from_config
+    from poolserver.payout_service import PayoutService
+
+    return PayoutService(engine, config, rpc, wallet_from_config(config, rpc))
+
+
+async def _reconcile(engine: Any, config: Config, args: argparse.Namespace) -> int:
+    """Print the books against the wallet; 0 if they agree to the satoshi, 1 if not, 3 if the
+    payout service holds the lock (a tick is moving money: try again)."""
+    from poolserver.bitcoin import template_feed
+    from poolserver.payout_service import payout_lock
+
+    rpc = template_feed.rpc_from_config(config)
+    try:
+        service = _service(engine, config, rpc)
+        async with payout_lock(engine) as locked:
+            if not locked:
+                print("reconcile: a payout tick is running (lock held); try again")
+                return 3
+            result = await service.reconcile()
+        await service.stop()
+    finally:
+        close = getattr(rpc, "close", None)
+        if close is not None:
+            await close()
+    _print_rows(["item", "sats", "btc"], [[label, str(v), btc(v)] for label, v in result.lines()])
+    if result.difference_sats:
+        print(f"reconcile: DIFFERENCE {result.difference_sats} sat: the wallet "
+              f"{'holds more' if result.difference_sats > 0 else 'holds less'} than the books "
+              "explain (an unrecorded deposit/withdrawal?)")
+        return 1
+    return 0
+
+
+async def _operator_entry(engine: Any, config: Config, args: argparse.Namespace) -> int:
+    import secrets
+
+    from payouts.ledger import EntryKind, operator_entry
+    from poolserver.storage.repository import Ledger
+
+    kind = EntryKind.DEPOSIT if args.operator_kind == "deposit" else EntryKind.WITHDRAWAL
+    entry = operator_entry(kind, args.amount_sats, args.note,
+                           f"{kind.value}:{secrets.token_hex(12)}")  # fmt: skip
+    await Ledger(engine).append([entry])
+    print(f"recorded {kind.value} of {args.amount_sats} sat ({btc(args.amount_sats)} BTC) on "
+          f"@pool: {entry.note}")
+    return 0
+
+
+async def _release(engine: Any, config: Config, args: argparse.Namespace) -> int:
+    from poolserver.storage.repository import SqlPaymentOutbox
+
+    n = await SqlPaymentOutbox(engine).release_hold(args.miner)
+    print(f"released {n} hold(s) of {args.miner}" if n else f"{args.miner} has no payout hold")
+    return 0 if n else 1
 
 
 async def _blocks(engine: Any, config: Config, args: argparse.Namespace) -> int:

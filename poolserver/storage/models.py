@@ -203,6 +203,9 @@ class Payment(Base):
     comment: Mapped[str] = mapped_column(String(128), unique=True)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     txid: Mapped[str | None] = mapped_column(String(64))
+    # the transaction's network fee (satoshis) read from the wallet once sent; "pool" | "miners"
+    fee_sats: Mapped[int | None] = mapped_column(BigInteger)
+    fee_policy: Mapped[str] = mapped_column(String(16), default="pool", server_default="pool")
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -223,9 +226,25 @@ class PaymentOutput(Base):
     payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
     account: Mapped[str] = mapped_column(String(128))
     address: Mapped[str] = mapped_column(String(128))
-    amount: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[int] = mapped_column(BigInteger)  # debited from the miner
+    # the miner's share of the network fee (fee_policy "miners"); it received amount - fee_sats
+    fee_sats: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     __table_args__ = (
         UniqueConstraint("payment_id", "account"),
         CheckConstraint("amount > 0", name="amount"),
     )
+
+
+class PayoutHold(Base):
+    """A miner whose payout the wallet refused on its own (e.g. dust, bad address): not planned
+    again while its payout address is ``address``; ``released_at`` set by the operator."""
+
+    __tablename__ = "payout_holds"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account: Mapped[str] = mapped_column(String(128), index=True)
+    address: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    released_at: Mapped[datetime | None]

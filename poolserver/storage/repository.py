@@ -29,6 +29,7 @@ from payouts.allocation import Allocation
 from payouts.ledger import EntryKind
 from payouts.ledger import LedgerEntry as LedgerRecord
 from payouts.payments import PaymentBatch, PaymentOutput, PaymentStatus
+from payouts.txfee import TxFeePolicy
 from payouts.types import RollupRecord, ShareRecord
 from poolserver.storage.models import (
     BlockAllocation,
@@ -36,6 +37,7 @@ from poolserver.storage.models import (
     FoundBlock,
     LedgerEntry,
     Payment,
+    PayoutHold,
     Share,
     ShareRollup,
 )
@@ -327,7 +329,8 @@ def _entry_row(e: LedgerRecord, created: datetime, block_ids: Mapping[str, int])
         block_id=block_ids.get(e.block_hash) if e.block_hash else None,
         payment_id=None,
         created_at=created,
-        data={"block_hash": e.block_hash, "batch_id": e.batch_id, "generation": e.generation},
+        data={"block_hash": e.block_hash, "batch_id": e.batch_id, "generation": e.generation,
+              **({"note": e.note} if e.note else {})},
     )
 
 
@@ -341,6 +344,7 @@ def _entry_record(row: Any) -> LedgerRecord:
         block_hash=d.get("block_hash"),
         batch_id=d.get("batch_id"),
         generation=d.get("generation", 0),
+        note=d.get("note"),
     )
 
 
@@ -449,12 +453,17 @@ class SqlPaymentOutbox:
             comment=p.comment,
             created_at=p.created_at,
             outputs=tuple(
-                PaymentOutput(miner_id=o.account, address=o.address, amount_sats=o.amount)
+                PaymentOutput(
+                    miner_id=o.account, address=o.address, amount_sats=o.amount,
+                    fee_sats=o.fee_sats or 0,
+                )
                 for o in outs
             ),
             status=PaymentStatus(p.status),
             txid=p.txid,
             failure=p.data.get("failure"),
+            fee_sats=p.fee_sats,
+            fee_policy=TxFeePolicy(p.fee_policy or "pool"),
         )
 
     async def balances(self) -> Mapping[str, int]:
@@ -478,6 +487,8 @@ class SqlPaymentOutbox:
                         comment=batch.comment,
                         status=batch.status.value,
                         txid=batch.txid,
+                        fee_sats=batch.fee_sats,
+                        fee_policy=batch.fee_policy.value,
                         created_at=batch.created_at,
                         updated_at=_now(),
                         data={"batch_id": batch.batch_id, "failure": batch.failure},
@@ -489,7 +500,8 @@ class SqlPaymentOutbox:
                 PaymentOutputRow.__table__.insert(),
                 [
                     dict(
-                        payment_id=pid, account=o.miner_id, address=o.address, amount=o.amount_sats
+                        payment_id=pid, account=o.miner_id, address=o.address,
+                        amount=o.amount_sats, fee_sats=o.fee_sats,
                     )
                     for o in batch.outputs
                 ],
@@ -504,10 +516,52 @@ class SqlPaymentOutbox:
                 .values(
                     status=batch.status.value,
                     txid=batch.txid,
+                    fee_sats=batch.fee_sats,
                     updated_at=_now(),
                     data={"batch_id": batch.batch_id, "failure": batch.failure},
                 )
             )
             if result.rowcount != 1:
                 raise KeyError(f"payment batch {batch.batch_id}: not stored")
+            pid = (
+                await conn.execute(select(Payment.id).where(Payment.comment == batch.comment))
+            ).scalar_one()
+            for o in batch.outputs:
+                await conn.execute(
+                    PaymentOutputRow.__table__.update()
+                    .where(PaymentOutputRow.payment_id == pid,
+                           PaymentOutputRow.account == o.miner_id)
+                    .values(fee_sats=o.fee_sats)
+                )
             await _append(conn, entries)
+
+    async def holds(self) -> Mapping[str, tuple[str, str]]:
+        """Miners whose payouts are held (not released): miner -> (address, reason), the
+        newest hold of each miner."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(PayoutHold.account, PayoutHold.address, PayoutHold.reason)
+                    .where(PayoutHold.released_at.is_(None))
+                    .order_by(PayoutHold.id)
+                )
+            ).all()
+        return {account: (address, reason) for account, address, reason in rows}
+
+    async def add_hold(self, miner_id: str, address: str, reason: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                PayoutHold.__table__.insert().values(
+                    account=miner_id, address=address, reason=reason, created_at=_now()
+                )
+            )
+
+    async def release_hold(self, miner_id: str) -> int:
+        """Release every hold of ``miner_id``; returns how many there were."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                PayoutHold.__table__.update()
+                .where(PayoutHold.account == miner_id, PayoutHold.released_at.is_(None))
+                .values(released_at=_now())
+            )
+            return int(result.rowcount or 0)
