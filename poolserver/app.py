@@ -154,6 +154,7 @@ class PoolApp:
         self._register_engine: Any = None
         self._unsubscribe_cutoff: Any = None
         self.payout_service: Any = None
+        self.block_recovery: Any = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -196,6 +197,15 @@ class PoolApp:
             database=database,
             on_submitted=self.feed.refresh_now,
         )
+        if found_store is not None:
+            from poolserver.bitcoin.block_recovery import BlockRecovery
+
+            self.block_recovery = BlockRecovery(
+                self.rpc, found_store.sql, template_feed.payout_script(cfg),
+                depth=cfg.node.recover_depth, interval_s=cfg.node.recover_interval_s,
+                stats=self.block_sink.stats,
+            )  # fmt: skip
+            self.block_recovery.start()  # scans now, then periodically (blocks lost by a crash)
         replayed = await self.block_sink.replay_pending()
         if replayed:
             log.warning("resubmitted %d found block(s) left unsettled by the last run", replayed)
@@ -298,6 +308,8 @@ class PoolApp:
                 await self._feed_task
         if self.server is not None:
             await self.server.shutdown()
+        if self.block_recovery is not None:
+            await self.block_recovery.stop()
         if self.block_sink is not None:
             await self.block_sink.drain()
         if self.payout_service is not None:

@@ -37,12 +37,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from poolserver.bitcoin.blocks import BlockOutcome, BlockStatus, FoundBlock, JsonlFoundBlockStore
 from poolserver.config import Config
 from poolserver.storage.models import FoundBlock as FoundBlockRow
+from poolserver.storage.models import Share
 from poolserver.storage.repository import FoundBlocks
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,33 @@ class SqlFoundBlockStore:
         return BlockOutcome(
             _to_block(row), BlockStatus(data.get("submit", "pending")), dict(data.get("verdicts")
                                                                               or {}))
+
+    async def last_share_at(self, height: int) -> datetime | None:
+        """When the pool last recorded a share on work for ``height`` (None if none)."""
+        async with self.engine.connect() as conn:
+            at = (await conn.execute(select(func.max(Share.created_at))
+                                     .where(Share.height == height))).scalar()  # fmt: skip
+        if at is not None and at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        return at
+
+    async def import_recovered(self, block: FoundBlock, bits: int, marker: str) -> bool:
+        """Add a block found on the chain (``block_recovery``) as ``accepted``, in one
+        transaction; False if the database already has it."""
+        async with self.engine.begin() as conn:
+            if (await conn.execute(select(FoundBlockRow.id).where(
+                    FoundBlockRow.block_hash == block.block_hash))).first() is not None:
+                return False
+            now = datetime.now(UTC)
+            await conn.execute(FoundBlockRow.__table__.insert().values(
+                block_hash=block.block_hash, height=block.height, prevhash=block.prevhash,
+                account=block.account, worker=block.worker, job_id=block.job_id,
+                block_hex=block.block_hex, coinbase_value=block.coinbase_value, bits=bits,
+                found_at=block.found_at, status=DB_STATUS[BlockStatus.ACCEPTED],
+                verdict=f"recovered from the chain ({marker})", confirmations=0,
+                updated_at=now, data={"verdicts": {}, "submit": BlockStatus.ACCEPTED.value,
+                                      "recovered": marker}))  # fmt: skip
+        return True
 
     async def import_outcome(self, outcome: BlockOutcome) -> bool:
         """Copy a block recorded elsewhere (the JSONL fallback) into the table. Returns True if
