@@ -26,7 +26,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -148,7 +148,9 @@ class BlockRecovery:
                 found = recovered_block(block, reward, str(block_hex))
                 # when it was found: the header time is when the job was made (shares on it
                 # came later); the pool's last share on work for that height is closer
-                last = await self.database.last_share_at(found.height)
+                # (a header's time is at most 2 h ahead of the real time: consensus rule)
+                last = await self.database.last_share_at(
+                    found.height, found.found_at - timedelta(hours=2))
                 if last is not None and last > found.found_at:
                     found = dataclasses.replace(found, found_at=min(last, datetime.now(UTC)))
                 if await self.database.import_recovered(found, int(str(block["bits"]), 16),

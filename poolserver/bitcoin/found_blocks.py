@@ -152,11 +152,13 @@ class SqlFoundBlockStore:
             _to_block(row), BlockStatus(data.get("submit", "pending")), dict(data.get("verdicts")
                                                                               or {}))
 
-    async def last_share_at(self, height: int) -> datetime | None:
-        """When the pool last recorded a share on work for ``height`` (None if none)."""
+    async def last_share_at(self, height: int, since: datetime) -> datetime | None:
+        """When the pool last recorded a share on work for ``height`` at or after ``since``
+        (the bound keeps the query on the ``created_at`` index); None if none."""
         async with self.engine.connect() as conn:
             at = (await conn.execute(select(func.max(Share.created_at))
-                                     .where(Share.height == height))).scalar()  # fmt: skip
+                                     .where(Share.created_at >= since,
+                                            Share.height == height))).scalar()  # fmt: skip
         if at is not None and at.tzinfo is None:
             at = at.replace(tzinfo=UTC)
         return at
