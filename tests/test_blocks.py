@@ -297,3 +297,15 @@ async def test_record_failure_never_stops_the_submission(tmp_path, caplog):
                for r in caplog.records if r.levelno == logging.ERROR)
     await client.close()
     await fake.stop()
+
+
+async def test_cancelled_block_found_does_not_hang_the_submission(tmp_path):
+    """The Stratum server's task is cancelled (shutdown) while the record is being written:
+    the submission still settles and drain() returns."""
+    chain = _chain()
+    sink = BlockSubmitter(HeldStore(tmp_path / "b.jsonl"), [chain])
+    found = asyncio.create_task(sink.block_found(_candidate(chain)))
+    await wait_until(lambda: chain.height == 1)
+    found.cancel()
+    (outcome,) = await asyncio.wait_for(sink.drain(), 10)
+    assert outcome.status is BlockStatus.ACCEPTED

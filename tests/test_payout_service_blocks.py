@@ -207,6 +207,7 @@ async def test_stalled_database_does_not_hold_the_submission(engine, tmp_path):
         found = asyncio.create_task(BlockSubmitter(store, [client]).block_found(
             _candidate(chain)))  # fmt: skip
         await wait_until(lambda: len(fake.submitted) == 1)
+        await wait_until(lambda: len(fallback.read()) == 1)  # the file is not held up either
         assert [o.block.block_hex for o in fallback.read()] == fake.submitted
         assert not found.done()  # the old API's store still writes the database in line
     finally:

@@ -261,21 +261,20 @@ class BlockSubmitter:
         # The submissions are started before any storage I/O: they run as soon as this
         # coroutine first yields (in the record's write below), never after it.
         recorded = self._start(block, db_has=False)
-        local_ok = await self._record_locally(block)
-        if local_ok:
-            recorded.set_result(True)
-            return
-        db_ok = False
-        if self.database is not None:
-            try:
-                await self.database.import_outcome(BlockOutcome(block, BlockStatus.PENDING))
-                db_ok = True
-            except Exception as exc:
-                self.stats.db_errors += 1
-                log.error("BLOCK %s height %d: database write failed too (%r); retried in the "
-                          "background", block_hash, block.height, exc)  # fmt: skip
-        recorded.set_result(False)
-        if not db_ok:
+        local_ok = db_ok = False
+        try:
+            local_ok = await self._record_locally(block)
+            if not local_ok and self.database is not None:
+                try:
+                    await self.database.import_outcome(BlockOutcome(block, BlockStatus.PENDING))
+                    db_ok = True
+                except Exception as exc:
+                    self.stats.db_errors += 1
+                    log.error("BLOCK %s height %d: database write failed too (%r); retried in "
+                              "the background", block_hash, block.height, exc)  # fmt: skip
+        finally:  # also when cancelled: the submission's task must not wait for ever
+            recorded.set_result(local_ok)
+        if not (local_ok or db_ok):
             raise BlockNotRecorded(f"block {block_hash} at height {block.height} was submitted "
                                    "but could not be recorded")  # fmt: skip
 
