@@ -7,8 +7,9 @@
   ``poolserver.bitcoin.template_feed``;
 - the template feed (longpoll, ZMQ, periodic refresh) turning templates into jobs
   (``stratum.jobs``); every new job goes to ``StratumServer.new_job`` (one encoded line for all);
-- block candidates: ``poolserver.bitcoin.blocks.BlockSubmitter`` (fsync'd JSONL store under the data
-  dir before ``submitblock`` to every node; replayed at startup);
+- block candidates: ``poolserver.bitcoin.blocks.BlockSubmitter`` (``submitblock`` to every node
+  first; the fsync'd JSONL record under the data dir concurrently, then the database, retried in
+  the background; unsettled blocks replayed at startup);
 - accepted shares: the durable share journal (``poolserver.storage``), or the in-memory sink
   (logged loudly) when ``memory_sink=True`` is asked for;
 - the Prometheus endpoint on ``[metrics]``.
@@ -23,6 +24,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import ssl
 from typing import Any
 
@@ -37,6 +39,25 @@ from stratum.stats import StratumStats
 from stratum.vardiff import VardiffConfig
 
 log = logging.getLogger(__name__)
+
+# Test hook (tests/test_block_recovery.py): the found-block record's writes never complete, so a
+# SIGKILL lands between the submission and the record. Never set it in production.
+HOLD_RECORD_ENV = "QAZPOOL_TEST_HOLD_FOUND_BLOCK_RECORD"
+
+
+def _test_hold_record(record: Any) -> Any:
+    if os.environ.get(HOLD_RECORD_ENV) != "1":
+        return record
+    log.error("%s=1: found blocks are submitted but NEVER recorded (test hook)", HOLD_RECORD_ENV)
+
+    class Held(type(record)):  # type: ignore[misc]
+        async def _append(self, rec: dict[str, Any]) -> None:
+            if rec.get("type") == "found":
+                log.error("test hook: holding the record of found block %s", rec["block_hash"])
+                await asyncio.Event().wait()
+            await super()._append(rec)
+
+    return Held(record.path)
 
 
 def server_settings(config: Config) -> ServerSettings:
@@ -133,6 +154,7 @@ class PoolApp:
         self._register_engine: Any = None
         self._unsubscribe_cutoff: Any = None
         self.payout_service: Any = None
+        self.block_recovery: Any = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -157,17 +179,33 @@ class PoolApp:
         elif isinstance(self.sink, MemoryShareSink):
             log.warning("shares: IN-MEMORY sink, nothing survives a restart (tests only)")
         self.feed = template_feed.feed_from_config(cfg, self.rpc)
-        found_store: Any = JsonlFoundBlockStore(data / "found-blocks.jsonl")
+        # Found blocks: submitted to every node first; the fsync'd JSONL record under the data
+        # dir is written concurrently, then the database (retried in the background).
+        record = JsonlFoundBlockStore(data / "found-blocks.jsonl")
+        found_store: Any = None
+        database: Any = None
         if self.storage is not None:
             from poolserver.bitcoin.found_blocks import found_block_store
 
-            # the database, with the fsync'd JSONL file as fallback while it is unreachable
             found_store = found_block_store(self.storage.engine, cfg)
+            record, database = found_store.fallback, found_store.sql
+            # blocks a crash or an outage kept out of the database
+            await found_store.import_fallback()
         self.block_sink = BlockSubmitter(
-            found_store,
+            _test_hold_record(record),
             submit_targets(self.rpc),
+            database=database,
             on_submitted=self.feed.refresh_now,
         )
+        if found_store is not None:
+            from poolserver.bitcoin.block_recovery import BlockRecovery
+
+            self.block_recovery = BlockRecovery(
+                self.rpc, found_store.sql, template_feed.payout_script(cfg),
+                depth=cfg.node.recover_depth, interval_s=cfg.node.recover_interval_s,
+                stats=self.block_sink.stats,
+            )  # fmt: skip
+            self.block_recovery.start()  # scans now, then periodically (blocks lost by a crash)
         replayed = await self.block_sink.replay_pending()
         if replayed:
             log.warning("resubmitted %d found block(s) left unsettled by the last run", replayed)
@@ -270,6 +308,8 @@ class PoolApp:
                 await self._feed_task
         if self.server is not None:
             await self.server.shutdown()
+        if self.block_recovery is not None:
+            await self.block_recovery.stop()
         if self.block_sink is not None:
             await self.block_sink.drain()
         if self.payout_service is not None:

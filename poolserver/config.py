@@ -104,6 +104,11 @@ class NodeConfig:
     retry_max_s: float = 10.0
     # Found blocks: resubmit on transport errors for this long (per node) before giving up.
     submit_retry_window_s: float = 600.0
+    # Found blocks lost between submission and record (a crash): at startup and every
+    # recover_interval_s, the last recover_depth blocks of the chain are scanned for coinbases
+    # paying the pool and any the database lacks is imported (0 = off).
+    recover_depth: int = 144
+    recover_interval_s: float = 600.0
 
 
 @dataclass

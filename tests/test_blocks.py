@@ -1,8 +1,10 @@
-"""Found blocks: persisted before submission, submitted to every node, verdicts recorded,
-transport errors retried, ``duplicate`` is success, unsettled blocks replayed at startup."""
+"""Found blocks: submitted to every node before any storage I/O, recorded concurrently (a storage
+failure never stops a submission), verdicts recorded once the record exists, transport errors
+retried, ``duplicate`` is success, unsettled blocks replayed at startup."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from poolserver.bitcoin.blocks import (
+    BlockNotRecorded,
     BlockStatus,
     BlockSubmitter,
     JsonlFoundBlockStore,
@@ -42,7 +45,7 @@ def _candidate(chain: EmbeddedChain, *, want_block: bool = True) -> BlockCandida
 
 
 class Recorder:
-    """An Rpc that checks the block is already on disk when submitblock arrives."""
+    """An Rpc that notes whether the block is already on disk when submitblock arrives."""
 
     def __init__(self, inner: Any, store_path: Path, name: str = "recorder") -> None:
         self.inner = inner
@@ -56,7 +59,7 @@ class Recorder:
         return await self.inner.call(method, *params, timeout=timeout)
 
 
-async def test_block_persisted_before_submit_and_accepted(tmp_path):
+async def test_block_submitted_recorded_and_accepted(tmp_path):
     chain = _chain()
     path = tmp_path / "found-blocks.jsonl"
     store = JsonlFoundBlockStore(path)
@@ -67,7 +70,7 @@ async def test_block_persisted_before_submit_and_accepted(tmp_path):
     cand = _candidate(chain)
     await sink.block_found(cand)
     (outcome,) = await sink.drain()
-    assert node.seen_on_disk == [True]
+    assert len(node.seen_on_disk) == 1  # submitted once (before or while it was recorded)
     assert outcome.status is BlockStatus.ACCEPTED and outcome.verdicts == {"recorder": None}
     assert chain.height == 1 and chain.tip.hash == cand.block_hash
     (stored,) = store.read()
@@ -227,3 +230,82 @@ async def test_store_failure_after_persist_leaves_the_block_pending(tmp_path, ca
     assert [b.block_hash for b in await store.pending()] == [outcome.block.block_hash]
     assert sink.stats.unsettled == 1
     assert any("No space left" in r.getMessage() for r in caplog.records)
+
+
+class HeldStore(JsonlFoundBlockStore):
+    """A local record whose writes wait until ``release`` is set (a stalled disk)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.release = asyncio.Event()
+        self.writes = 0
+
+    async def _append(self, record: dict[str, Any]) -> None:
+        self.writes += 1
+        await self.release.wait()
+        await super()._append(record)
+
+
+async def test_submitted_before_the_record_is_written(tmp_path):
+    """Submission is the fast path: submitblock reaches a real node over HTTP while the
+    record's write is still stalled; block_found returns only once the record is durable, and
+    the verdict is written after the block. (Before the fix: nothing was sent until the
+    write finished.)"""
+    fake = await FakeBitcoind().start()
+    client = NodeClient(fake.url, user=fake.user, password=fake.password, timeout=5)
+    store = HeldStore(tmp_path / "b.jsonl")
+    sink = BlockSubmitter(store, [client])
+    found = asyncio.create_task(sink.block_found(_candidate(_chain())))
+    await wait_until(lambda: len(fake.submitted) == 1)
+    assert not found.done() and store.writes == 1 and not store.path.exists()
+    store.release.set()
+    await found
+    (outcome,) = await sink.drain()
+    assert outcome.status is BlockStatus.ACCEPTED
+    records = [json.loads(x)["type"] for x in store.path.read_text().splitlines()]
+    assert records == ["found", "verdict", "settled"]
+    await client.close()
+    await fake.stop()
+
+
+class DiskFull(JsonlFoundBlockStore):
+    def _append_sync(self, record: dict[str, Any]) -> None:
+        raise OSError(28, "No space left on device")
+
+
+async def test_record_failure_never_stops_the_submission(tmp_path, caplog):
+    """Disk full: the block still reaches every node; block_found raises (the Stratum server
+    then answers the share "not recorded") and the failure is counted for an alert. (Before
+    the fix: the OSError came back and nothing was ever sent.)"""
+    caplog.set_level(logging.ERROR, logger="poolserver.bitcoin.blocks")
+    fake = await FakeBitcoind().start()
+    client = NodeClient(fake.url, user=fake.user, password=fake.password, timeout=5)
+    chain = _chain()
+    sink = BlockSubmitter(DiskFull(tmp_path / "b.jsonl"), [client, chain])
+    cand = _candidate(chain)
+    try:
+        await sink.block_found(cand)
+    except BlockNotRecorded:
+        pass
+    else:
+        raise AssertionError("block_found must raise when the block could not be recorded")
+    (outcome,) = await sink.drain()
+    assert outcome.status is BlockStatus.ACCEPTED
+    assert fake.submitted == [outcome.block.block_hex] and chain.tip.hash == cand.block_hash
+    assert sink.stats.record_errors == 1
+    assert any("local record FAILED" in r.getMessage() and "No space left" in r.getMessage()
+               for r in caplog.records if r.levelno == logging.ERROR)
+    await client.close()
+    await fake.stop()
+
+
+async def test_cancelled_block_found_does_not_hang_the_submission(tmp_path):
+    """The Stratum server's task is cancelled (shutdown) while the record is being written:
+    the submission still settles and drain() returns."""
+    chain = _chain()
+    sink = BlockSubmitter(HeldStore(tmp_path / "b.jsonl"), [chain])
+    found = asyncio.create_task(sink.block_found(_candidate(chain)))
+    await wait_until(lambda: chain.height == 1)
+    found.cancel()
+    (outcome,) = await asyncio.wait_for(sink.drain(), 10)
+    assert outcome.status is BlockStatus.ACCEPTED

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from poolserver.app import PoolApp
+from poolserver.bitcoin.blocks import BlockStatus, JsonlFoundBlockStore
 from poolserver.bitcoin.embedded_chain import EmbeddedChain
 from poolserver.config import config_from_dict
 from poolserver.storage.repository import Allocations, FoundBlocks, Ledger
@@ -45,7 +46,10 @@ async def test_pool_pays_a_block_found_over_stratum(db_url, engine, tmp_path):
                 await asyncio.sleep(0.05)
         row = await FoundBlocks(engine).get(block_hash)
         assert row.account == "alice" and row.data["verdicts"] == {"embedded": None}
-        assert not (tmp_path / "data" / "found-blocks.jsonl").exists()
+        # the local fsync'd record (written with every block since issue 10 part 3; this
+        # asserted the file's absence when it was only a fallback)
+        (local,) = JsonlFoundBlockStore(tmp_path / "data" / "found-blocks.jsonl").read()
+        assert local.block.block_hash == block_hash and local.status is BlockStatus.ACCEPTED
         # 2 confirmations: credited; paid once the coinbase is spendable (depth 101)
         chain.generatetoaddress(100, OTHER_MINER)
         wallet = app.payout_service.transport

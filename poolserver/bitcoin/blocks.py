@@ -1,21 +1,30 @@
-"""Found blocks: assemble, persist durably, then submit to every node (``BlockSink``).
+"""Found blocks: assemble, submit to every node at once, record concurrently (``BlockSink``).
 
 API (for the Stratum server wiring)::
 
-    store = JsonlFoundBlockStore(data_dir / "found-blocks.jsonl")   # or the storage engineer's DB
-    sink = BlockSubmitter(store, submit_targets(rpc), on_status=...,
+    record = JsonlFoundBlockStore(data_dir / "found-blocks.jsonl")  # the local fsync'd record
+    sink = BlockSubmitter(record, submit_targets(rpc), database=SqlFoundBlockStore(engine),
                           on_submitted=feed.refresh_now)
-    await sink.replay_pending()        # at startup: blocks persisted but never settled
-    await sink.block_found(candidate)  # returns once the block is on disk; submits in background
+    await sink.replay_pending()        # at startup: blocks recorded but never settled
+    await sink.block_found(candidate)  # submitted at once; returns once the block is recorded
     await sink.drain()                 # at shutdown / in tests
 
-Order matters: a found block is written and fsync'd *before* the first ``submitblock``, so a
-crash between the two cannot lose it (``replay_pending`` resubmits it at the next start). Each
-node gets the block; transport errors are retried with backoff for ``retry_window_s``.
-bitcoind's verdict is recorded per node: ``None`` → accepted, ``duplicate`` → accepted (our own
-block, e.g. resubmitted after a restart), ``inconclusive`` → stored off the best chain,
-anything else (``high-hash``, ``bad-txnmrklroot``, ``bad-cb-amount``, ...) → rejected and
-logged at ERROR as an alert.
+Order (issue 10 part 3): submission is the fast path. ``block_found`` assembles the block and
+starts ``submitblock`` to every node *before* any storage I/O; the local fsync'd record is
+written concurrently, then the database. ``block_found`` returns once the local record is
+durable and raises ``BlockNotRecorded`` only if neither the record nor the database could take
+the block -- it has been submitted regardless. A storage failure is logged at ERROR, counted in
+``BlockStats`` (``record_errors``, ``db_errors``, ``db_behind``) and the database write is
+retried in the background until it succeeds; it is never a reason not to submit. A crash
+between the send and the record can lose the record, not the block: a block that reached the
+chain is found again by ``poolserver.bitcoin.block_recovery`` (scan of the recent chain for
+coinbases paying the pool).
+
+Each node gets the block; transport errors are retried with backoff for ``retry_window_s``.
+bitcoind's verdict is recorded per node once the record exists: ``None`` → accepted,
+``duplicate`` → accepted (our own block, e.g. resubmitted after a restart), ``inconclusive`` →
+stored off the best chain, anything else (``high-hash``, ``bad-txnmrklroot``, ``bad-cb-amount``,
+...) → rejected and logged at ERROR as an alert.
 """
 
 from __future__ import annotations
@@ -78,7 +87,7 @@ class BlockOutcome:
 
 
 class FoundBlockStore(Protocol):
-    """Where found blocks live; ``persist`` returns only when the block is durable."""
+    """The local record of found blocks; ``persist`` returns only when the block is durable."""
 
     async def persist(self, block: FoundBlock) -> None: ...
 
@@ -159,6 +168,19 @@ class JsonlFoundBlockStore:
 StatusCallback = Callable[[BlockOutcome], Awaitable[None] | None]
 
 
+class FoundBlockDatabase(Protocol):
+    """The database side of found blocks (``poolserver.bitcoin.found_blocks.SqlFoundBlockStore``):
+    written after the local record, idempotently, so a write can simply be retried."""
+
+    async def import_outcome(self, outcome: BlockOutcome) -> bool: ...
+
+    async def pending(self) -> list[FoundBlock]: ...
+
+
+class BlockNotRecorded(RuntimeError):
+    """Neither the local record nor the database took the block (it was submitted all the same)."""
+
+
 @dataclass
 class BlockStats:
     found: int = 0
@@ -167,33 +189,51 @@ class BlockStats:
     inconclusive: int = 0
     unsettled: int = 0  # gave up for now on transport errors; replayed at next start
     submit_errors: int = 0
+    # storage (alerts): the local fsync'd record failed (the block was submitted regardless)
+    record_errors: int = 0
+    # failed database writes of found blocks (each retried in the background until it succeeds)
+    db_errors: int = 0
+    # gauge: found blocks the database does not have completely yet (retrying in the background)
+    db_behind: int = 0
+    # blocks paying the pool found on the chain but missing from the database, imported
+    recovered_from_chain: int = 0
 
 
 class BlockSubmitter:
-    """``stratum.interfaces.BlockSink``: persist first, then submit to every node."""
+    """``stratum.interfaces.BlockSink``: submit to every node first, record concurrently."""
 
     def __init__(
         self,
         store: FoundBlockStore,
         nodes: Sequence[Rpc],
         *,
+        database: FoundBlockDatabase | None = None,
         retry_s: float = 0.5,
         retry_max_s: float = 10.0,
         retry_window_s: float = 600.0,
+        db_retry_s: float = 1.0,
+        db_retry_max_s: float = 60.0,
+        db_drain_s: float = 10.0,
         on_status: StatusCallback | None = None,
         on_submitted: Callable[[str], None] | None = None,
+        stats: BlockStats | None = None,
     ) -> None:
         if not nodes:
             raise ValueError("BlockSubmitter needs at least one node")
-        self.store = store
+        self.store = store  # the local record (fsync'd JSONL in the pool)
+        self.database = database
         self.nodes = list(nodes)
         self.retry_s = retry_s
         self.retry_max_s = retry_max_s
         self.retry_window_s = retry_window_s
+        self.db_retry_s = db_retry_s
+        self.db_retry_max_s = db_retry_max_s
+        self.db_drain_s = db_drain_s
         self.on_status = on_status
         self.on_submitted = on_submitted
-        self.stats = BlockStats()
+        self.stats = stats if stats is not None else BlockStats()
         self._tasks: set[asyncio.Task[BlockOutcome]] = set()
+        self._db_tasks: set[asyncio.Task[None]] = set()
 
     async def block_found(self, candidate: BlockCandidate) -> None:
         job = candidate.job
@@ -217,51 +257,140 @@ class BlockSubmitter:
             found_at=datetime.now(UTC),
             block_hex=raw.hex(),
         )
-        await self.store.persist(block)  # durable before anything is sent
         self.stats.found += 1
-        log.warning("BLOCK FOUND height %d hash %s by %s.%s; persisted, submitting to %d node(s)",
-                    block.height, block_hash, block.account, block.worker,
-                    len(self.nodes))  # fmt: skip
-        self._spawn(block)
+        # The submissions are started before any storage I/O: they run as soon as this
+        # coroutine first yields (in the record's write below), never after it.
+        recorded = self._start(block, db_has=False)
+        local_ok = db_ok = False
+        try:
+            local_ok = await self._record_locally(block)
+            if not local_ok and self.database is not None:
+                try:
+                    await self.database.import_outcome(BlockOutcome(block, BlockStatus.PENDING))
+                    db_ok = True
+                except Exception as exc:
+                    self.stats.db_errors += 1
+                    log.error("BLOCK %s height %d: database write failed too (%r); retried in "
+                              "the background", block_hash, block.height, exc)  # fmt: skip
+        finally:  # also when cancelled: the submission's task must not wait for ever
+            recorded.set_result(local_ok)
+        if not (local_ok or db_ok):
+            raise BlockNotRecorded(f"block {block_hash} at height {block.height} was submitted "
+                                   "but could not be recorded")  # fmt: skip
 
-    def _spawn(self, block: FoundBlock) -> asyncio.Task[BlockOutcome]:
-        task = asyncio.create_task(self._submit_all(block))
+    async def _record_locally(self, block: FoundBlock) -> bool:
+        try:
+            await self.store.persist(block)
+            return True
+        except Exception as exc:
+            self.stats.record_errors += 1
+            log.error("BLOCK %s height %d: local record FAILED (%r); it was submitted all the "
+                      "same", block.block_hash, block.height, exc)  # fmt: skip
+            return False
+
+    def _start(self, block: FoundBlock, *, db_has: bool) -> asyncio.Future[bool]:
+        """Start the submissions to every node now; returns the future the caller resolves
+        once the local record is written (True) or failed (False)."""
+        submits = [asyncio.create_task(self._submit_one(n, block)) for n in self.nodes]
+        loop = asyncio.get_running_loop()
+        recorded: asyncio.Future[bool] = loop.create_future()
+        settled: asyncio.Future[BlockOutcome] = loop.create_future()
+        task = asyncio.create_task(self._submit_all(block, submits, recorded, settled))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return task
+        if self.database is not None:
+            db = asyncio.create_task(self._to_database(block, recorded, settled, db_has))
+            self._db_tasks.add(db)
+            db.add_done_callback(self._db_tasks.discard)
+        return recorded
 
     async def replay_pending(self) -> int:
-        """Resubmit blocks persisted by an earlier run but never settled."""
-        blocks = await self.store.pending()
-        for b in blocks:
-            log.warning("replaying found block %s (height %d) persisted at %s", b.block_hash,
+        """Resubmit blocks recorded by an earlier run but never settled (in the local record or,
+        from before the record came first, in the database)."""
+        blocks = {b.block_hash: b for b in await self.store.pending()}
+        in_db: set[str] = set()
+        if self.database is not None:
+            try:
+                for b in await self.database.pending():
+                    in_db.add(b.block_hash)
+                    if b.block_hash not in blocks:
+                        blocks[b.block_hash] = b
+                        await self._record_locally(b)
+            except Exception as exc:
+                log.error("found blocks: database unreachable reading pending blocks (%r); "
+                          "replaying the local record's only", exc)  # fmt: skip
+        for b in blocks.values():
+            log.warning("replaying found block %s (height %d) recorded at %s", b.block_hash,
                         b.height, b.found_at.isoformat())  # fmt: skip
-            self._spawn(b)
+            self._start(b, db_has=b.block_hash in in_db).set_result(True)
         return len(blocks)
 
     async def drain(self) -> list[BlockOutcome]:
-        return list(await asyncio.gather(*list(self._tasks)))
+        """Wait for every submission to settle, then up to ``db_drain_s`` for the database;
+        database writes still failing are given up (the local record is imported at the next
+        start or payout tick)."""
+        outcomes = list(await asyncio.gather(*list(self._tasks)))
+        if self._db_tasks:
+            _, late = await asyncio.wait(list(self._db_tasks), timeout=self.db_drain_s)
+            for t in late:
+                t.cancel()
+            if late:
+                log.error("%d found block(s) not yet in the database at shutdown; the local "
+                          "record is imported at the next start", len(late))  # fmt: skip
+                await asyncio.gather(*late, return_exceptions=True)
+        return outcomes
 
-    async def _submit_all(self, block: FoundBlock) -> BlockOutcome:
-        """Submit and settle; never raises (``drain`` runs on shutdown before storage closes)."""
+    async def _submit_all(
+        self,
+        block: FoundBlock,
+        submits: list[asyncio.Task[tuple[bool, str | None]]],
+        recorded: asyncio.Future[bool],
+        settled: asyncio.Future[BlockOutcome],
+    ) -> BlockOutcome:
+        """Wait for every node's answer, then record it once the block's record exists; never
+        raises (``drain`` runs on shutdown before storage closes)."""
         try:
-            return await self._submit_and_settle(block)
-        except Exception as exc:  # the store failed after the block was persisted
-            self.stats.unsettled += 1
-            log.error("block %s height %d: found-block store failed (%r); it stays pending and "
-                      "is replayed at the next start", block.block_hash, block.height,
-                      exc)  # fmt: skip
-            return BlockOutcome(block, BlockStatus.PENDING)
+            answers = await asyncio.gather(*submits)
+            outcome = self._judge(block, answers)
+            if outcome.status is not BlockStatus.PENDING and self.on_submitted is not None:
+                self.on_submitted(f"block {block.block_hash} submitted")
+            if not settled.done():
+                settled.set_result(outcome)
+            if not await recorded:
+                return outcome  # no local record: the database gets the outcome
+            try:
+                for node, verdict in outcome.verdicts.items():
+                    await self.store.record_verdict(block.block_hash, node, verdict)
+                if outcome.status is not BlockStatus.PENDING:
+                    await self.store.settle(block.block_hash, outcome.status)
+            except Exception as exc:
+                self.stats.unsettled += 1
+                log.error("block %s height %d: found-block record failed (%r); it stays "
+                          "pending and is replayed at the next start", block.block_hash,
+                          block.height, exc)  # fmt: skip
+                return BlockOutcome(block, BlockStatus.PENDING, outcome.verdicts)
+        except BaseException:
+            if not settled.done():
+                settled.cancel()
+            raise
+        if self.on_status is not None and outcome.status is not BlockStatus.PENDING:
+            try:
+                r = self.on_status(outcome)
+                if inspect.isawaitable(r):
+                    await r
+            except Exception:
+                log.exception("block status callback failed for %s", block.block_hash)
+        return outcome
 
-    async def _submit_and_settle(self, block: FoundBlock) -> BlockOutcome:
-        answers = await asyncio.gather(*(self._submit_one(n, block) for n in self.nodes))
+    def _judge(self, block: FoundBlock, answers: Sequence[tuple[bool, str | None]]
+               ) -> BlockOutcome:  # fmt: skip
         verdicts = {n.name: v for n, (ok, v) in zip(self.nodes, answers, strict=True) if ok}
         normalized = [None if v == "duplicate" else v for v in verdicts.values()]
         if any(v is None for v in normalized):
             status = BlockStatus.ACCEPTED
             self.stats.accepted += 1
-            log.warning("BLOCK %s height %d ACCEPTED (%s)", block.block_hash, block.height,
-                        _fmt(verdicts))  # fmt: skip
+            log.warning("BLOCK %s height %d by %s.%s ACCEPTED (%s)", block.block_hash,
+                        block.height, block.account, block.worker, _fmt(verdicts))  # fmt: skip
         elif "inconclusive" in normalized:
             status = BlockStatus.INCONCLUSIVE
             self.stats.inconclusive += 1
@@ -273,23 +402,60 @@ class BlockSubmitter:
             log.error("BLOCK %s height %d REJECTED: %s; block hex kept in the found-block store",
                       block.block_hash, block.height, _fmt(verdicts))  # fmt: skip
         else:
+            status = BlockStatus.PENDING
             self.stats.unsettled += 1
             log.error("block %s height %d could not be submitted to any node; it stays pending "
                       "and is replayed at the next start", block.block_hash,
                       block.height)  # fmt: skip
-            return BlockOutcome(block, BlockStatus.PENDING, verdicts)
-        await self.store.settle(block.block_hash, status)
-        outcome = BlockOutcome(block, status, verdicts)
-        if self.on_submitted is not None:
-            self.on_submitted(f"block {block.block_hash} submitted")
-        if self.on_status is not None:
+        return BlockOutcome(block, status, verdicts)
+
+    async def _to_database(
+        self,
+        block: FoundBlock,
+        recorded: asyncio.Future[bool],
+        settled: asyncio.Future[BlockOutcome],
+        db_has: bool,
+    ) -> None:
+        """The database after the local record: the block, then its verdicts and status, each
+        retried with backoff until the database takes it."""
+        self.stats.db_behind += 1
+        try:
+            if not await recorded:
+                db_has = False  # block_found tried once and counted it; retry from here on
+            if not db_has:
+                await self._db_write(BlockOutcome(block, BlockStatus.PENDING))
             try:
-                r = self.on_status(outcome)
-                if inspect.isawaitable(r):
-                    await r
-            except Exception:
-                log.exception("block status callback failed for %s", block.block_hash)
-        return outcome
+                outcome = await settled
+            except asyncio.CancelledError:
+                if settled.cancelled():
+                    return
+                raise
+            if outcome.verdicts or outcome.status is not BlockStatus.PENDING:
+                await self._db_write(outcome)
+        finally:
+            self.stats.db_behind -= 1
+
+    async def _db_write(self, outcome: BlockOutcome) -> None:
+        assert self.database is not None
+        delay = self.db_retry_s
+        failures = 0
+        b = outcome.block
+        while True:
+            try:
+                await self.database.import_outcome(outcome)
+            except Exception as exc:
+                failures += 1
+                self.stats.db_errors += 1
+                log.error("found block %s height %d: database write failed (%r, attempt %d); "
+                          "kept in the local record, retrying in %.1f s", b.block_hash, b.height,
+                          exc, failures, delay)  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.db_retry_max_s)
+                continue
+            if failures:
+                log.warning("found block %s height %d: in the database after %d failed "
+                            "attempt(s)", b.block_hash, b.height, failures)  # fmt: skip
+            return
 
     async def _submit_one(self, node: Rpc, block: FoundBlock) -> tuple[bool, str | None]:
         """(answered, verdict). Retries transport errors within the retry window."""
@@ -312,9 +478,12 @@ class BlockSubmitter:
                 continue
             except RpcError as exc:
                 verdict = f"rpc-error {exc.code}: {exc.message}"
+            except Exception as exc:  # a node adapter bug must not stop the other nodes
+                log.error("submitblock %s to %s: unexpected error %r", block.block_hash,
+                          node.name, exc)  # fmt: skip
+                return False, None
             if verdict is not None and not isinstance(verdict, str):
                 verdict = f"unexpected answer {verdict!r}"
-            await self.store.record_verdict(block.block_hash, node.name, verdict)
             return True, verdict
 
 

@@ -145,6 +145,60 @@ def _display(h: bytes) -> str:
     return h[::-1].hex()
 
 
+def _btc(sats: int) -> float:
+    """bitcoind's JSON amount (BTC as a number); readers convert back with ``sats_from_btc``."""
+    return sats / 100_000_000
+
+
+def _script_type(script: bytes) -> str:
+    if len(script) == 22 and script[:2] == b"\x00\x14":
+        return "witness_v0_keyhash"
+    if len(script) == 34 and script[:2] == b"\x00\x20":
+        return "witness_v0_scripthash"
+    if len(script) == 34 and script[:2] == b"\x51\x20":
+        return "witness_v1_taproot"
+    if len(script) == 25 and script[:3] == b"\x76\xa9\x14" and script[-2:] == b"\x88\xac":
+        return "pubkeyhash"
+    if len(script) == 23 and script[:2] == b"\xa9\x14" and script[-1:] == b"\x87":
+        return "scripthash"
+    if script[:1] == b"\x6a":
+        return "nulldata"
+    return "nonstandard"
+
+
+def tx_json(tx: Tx) -> dict[str, Any]:
+    """A transaction as ``getblock`` verbosity 2 shows it (Bitcoin Core's field names and
+    shapes; ``scriptPubKey`` without ``asm``/``desc``/``address``, ``fee`` left out)."""
+    raw = tx.serialize()
+    vin: list[dict[str, Any]] = []
+    for i in tx.inputs:
+        entry: dict[str, Any]
+        if tx.is_coinbase:
+            entry = {"coinbase": i.script_sig.hex()}
+        else:
+            entry = {"txid": _display(i.prev_txid), "vout": i.prev_index,
+                     "scriptSig": {"asm": "", "hex": i.script_sig.hex()}}  # fmt: skip
+        if i.witness:
+            entry["txinwitness"] = [w.hex() for w in i.witness]
+        entry["sequence"] = i.sequence
+        vin.append(entry)
+    vout = [{"value": _btc(o.value), "n": n,
+             "scriptPubKey": {"hex": o.script.hex(), "type": _script_type(o.script)}}
+            for n, o in enumerate(tx.outputs)]  # fmt: skip
+    return {
+        "txid": _display(tx.txid),
+        "hash": _display(tx.wtxid),
+        "version": tx.version,
+        "size": len(raw),
+        "vsize": (tx.weight + 3) // 4,
+        "weight": tx.weight,
+        "locktime": tx.locktime,
+        "vin": vin,
+        "vout": vout,
+        "hex": raw.hex(),
+    }
+
+
 class EmbeddedChain:
     name = "embedded"
 
@@ -398,12 +452,16 @@ class EmbeddedChain:
             raise RpcError(self.name, "getblock", RPC_INVALID_ADDRESS_OR_KEY, "Block not found")
         if verbosity == 0:
             return b.raw.hex()
+        if verbosity not in (1, 2, True, False):
+            raise RpcError(self.name, "getblock", RPC_INVALID_PARAMETER,
+                           "Verbosity must be in range 0..3")  # fmt: skip
         nxt = self.main[b.height + 1] if self.confirmations(b.hash) > 1 else None
         out = {
             "hash": _display(b.hash),
             "confirmations": self.confirmations(b.hash),
             "height": b.height,
             "version": int.from_bytes(b.header[:4], "little"),
+            "versionHex": b.header[:4][::-1].hex(),
             "merkleroot": _display(b.header[36:68]),
             "time": b.time,
             "nonce": int.from_bytes(b.header[76:80], "little"),
@@ -416,6 +474,15 @@ class EmbeddedChain:
             "tx": [_display(t) for t in b.txids],
             "coinbase_value": b.coinbase_value,
         }
+        if verbosity == 2:
+            txs = parse_block(b.raw).txs
+            out["tx"] = [tx_json(t) for t in txs]
+            cb = txs[0]
+            out["coinbase_tx"] = {
+                "version": cb.version, "locktime": cb.locktime,
+                "sequence": cb.inputs[0].sequence, "coinbase": cb.inputs[0].script_sig.hex(),
+                **({"witness": cb.inputs[0].witness[0].hex()} if cb.inputs[0].witness else {}),
+            }  # fmt: skip
         if b.height == 0:
             del out["previousblockhash"]
         if nxt is not None:

@@ -1,9 +1,10 @@
 """Found blocks in the database (``poolserver.bitcoin.blocks.FoundBlockStore``), with a JSONL
 fallback.
 
-``SqlFoundBlockStore`` keeps a found block in the ``found_blocks`` table: ``persist`` returns
-after the INSERT's transaction has committed (SQLite ``synchronous=FULL`` / PostgreSQL commit),
-so the block is durable before the first ``submitblock``. Each node's verdict is kept in
+``SqlFoundBlockStore`` keeps a found block in the ``found_blocks`` table (SQLite
+``synchronous=FULL`` / PostgreSQL commit). It is written *after* the block was submitted and
+after the local fsync'd record (``poolserver.bitcoin.blocks``: submission is the fast path), so
+every write is idempotent (``import_outcome``) and can be retried. Each node's verdict is kept in
 ``data["verdicts"]`` (node → bitcoind's answer, ``None`` = accepted), a readable summary in
 ``verdict``, and the submission's outcome in ``status``:
 
@@ -18,13 +19,14 @@ INCONCLUSIVE       ``inconclusive``: valid but not on the node's best chain (und
                    credited should it join the main chain, and marked ``orphaned`` if not.
 =================  ========================================================================
 
-``DurableFoundBlockStore`` is what the pool runs with. Decision: a found block must survive a
-crash, and the pool keeps mining while the database is down (shares go to the journal's spool),
-so a block found during an outage cannot wait for the database. It is written to the database
-when it can be; if that fails the block (and its verdicts and status) goes to the fsync'd JSONL
-file instead, is submitted all the same, and ``import_fallback`` copies it into the database
-later (at startup and on every payout-service tick). Import is idempotent (by block hash) and
-never overwrites a status the database has moved on from ``pending``.
+The local record is the fsync'd JSONL file ``<data_dir>/found-blocks.jsonl``: every found block
+goes there first (the pool keeps mining while the database is down or slow, and a found block
+must not wait for it). ``DurableFoundBlockStore`` pairs the file with the database:
+``import_fallback`` copies the file's blocks into the database (at startup and on every
+payout-service tick), so a database write that failed, or was cut short by a crash or a stop, is
+made good. Import is idempotent (by block hash) and never overwrites a status the database has
+moved on from ``pending``. Blocks recovered from the chain (``block_recovery``) carry the marker
+``RECOVERED`` in ``data["recovered"]`` and account/worker ``""`` (finder unknown).
 """
 
 from __future__ import annotations
@@ -35,12 +37,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from poolserver.bitcoin.blocks import BlockOutcome, BlockStatus, FoundBlock, JsonlFoundBlockStore
 from poolserver.config import Config
 from poolserver.storage.models import FoundBlock as FoundBlockRow
+from poolserver.storage.models import Share
 from poolserver.storage.repository import FoundBlocks
 
 log = logging.getLogger(__name__)
@@ -149,6 +152,35 @@ class SqlFoundBlockStore:
             _to_block(row), BlockStatus(data.get("submit", "pending")), dict(data.get("verdicts")
                                                                               or {}))
 
+    async def last_share_at(self, height: int, since: datetime) -> datetime | None:
+        """When the pool last recorded a share on work for ``height`` at or after ``since``
+        (the bound keeps the query on the ``created_at`` index); None if none."""
+        async with self.engine.connect() as conn:
+            at = (await conn.execute(select(func.max(Share.created_at))
+                                     .where(Share.created_at >= since,
+                                            Share.height == height))).scalar()  # fmt: skip
+        if at is not None and at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        return at
+
+    async def import_recovered(self, block: FoundBlock, bits: int, marker: str) -> bool:
+        """Add a block found on the chain (``block_recovery``) as ``accepted``, in one
+        transaction; False if the database already has it."""
+        async with self.engine.begin() as conn:
+            if (await conn.execute(select(FoundBlockRow.id).where(
+                    FoundBlockRow.block_hash == block.block_hash))).first() is not None:
+                return False
+            now = datetime.now(UTC)
+            await conn.execute(FoundBlockRow.__table__.insert().values(
+                block_hash=block.block_hash, height=block.height, prevhash=block.prevhash,
+                account=block.account, worker=block.worker, job_id=block.job_id,
+                block_hex=block.block_hex, coinbase_value=block.coinbase_value, bits=bits,
+                found_at=block.found_at, status=DB_STATUS[BlockStatus.ACCEPTED],
+                verdict=f"recovered from the chain ({marker})", confirmations=0,
+                updated_at=now, data={"verdicts": {}, "submit": BlockStatus.ACCEPTED.value,
+                                      "recovered": marker}))  # fmt: skip
+        return True
+
     async def import_outcome(self, outcome: BlockOutcome) -> bool:
         """Copy a block recorded elsewhere (the JSONL fallback) into the table. Returns True if
         anything changed. Never moves a row that is no longer ``pending``."""
@@ -170,63 +202,43 @@ class SqlFoundBlockStore:
 
 
 class DurableFoundBlockStore:
-    """The database first, the fsync'd JSONL file when the database cannot take the write."""
+    """The fsync'd JSONL record first, then the database (one attempt: a block the database
+    missed is imported from the file later). As a ``FoundBlockStore`` (tests, tools); the pool
+    itself gives ``BlockSubmitter`` the file as its record and ``SqlFoundBlockStore`` as its
+    database (retried in the background) and uses this class for ``import_fallback``."""
 
     def __init__(self, sql: SqlFoundBlockStore, fallback: JsonlFoundBlockStore) -> None:
         self.sql = sql
-        self.fallback = fallback
-        self._in_fallback: set[str] = set()
+        self.fallback = fallback  # the local record
+        self._synced: set[str] = set()  # settled in the file and imported: not read again
         self._import_lock = asyncio.Lock()
 
     async def persist(self, block: FoundBlock) -> None:
         try:
-            await self.sql.persist(block)
-            return
+            await self.fallback.persist(block)
         except Exception as exc:
-            log.error("found block %s: database write failed (%s); writing it to %s instead, "
-                      "it is imported when the database is back", block.block_hash, exc,
-                      self.fallback.path)  # fmt: skip
-        self._in_fallback.add(block.block_hash)
-        await self.fallback.persist(block)
+            log.error("found block %s: local record %s failed (%r); database only",
+                      block.block_hash, self.fallback.path, exc)  # fmt: skip
+            await self.sql.persist(block)  # raises if neither could take it
+            return
+        await self._db(self.sql.import_outcome(BlockOutcome(block, BlockStatus.PENDING)),
+                       block.block_hash)  # fmt: skip
 
     async def record_verdict(self, block_hash: str, node: str, verdict: str | None) -> None:
-        if block_hash not in self._in_fallback:
-            try:
-                await self.sql.record_verdict(block_hash, node, verdict)
-                return
-            except Exception as exc:
-                log.error("found block %s: verdict not written to the database (%s); "
-                          "kept in %s", block_hash, exc, self.fallback.path)  # fmt: skip
-                await self._move_to_fallback(block_hash)
         await self.fallback.record_verdict(block_hash, node, verdict)
+        await self._db(self.sql.record_verdict(block_hash, node, verdict), block_hash)
 
     async def settle(self, block_hash: str, status: BlockStatus) -> None:
-        if block_hash not in self._in_fallback:
-            try:
-                await self.sql.settle(block_hash, status)
-                return
-            except Exception as exc:
-                log.error("found block %s: status not written to the database (%s); "
-                          "kept in %s", block_hash, exc, self.fallback.path)  # fmt: skip
-                await self._move_to_fallback(block_hash)
         await self.fallback.settle(block_hash, status)
+        await self._db(self.sql.settle(block_hash, status), block_hash)
 
-    async def _move_to_fallback(self, block_hash: str) -> None:
-        """The block is in the database but a later write failed: copy what we know of it to
-        the file so verdict and status stay together with the block there."""
-        self._in_fallback.add(block_hash)
-        known = [o for o in await asyncio.to_thread(self.fallback.read)
-                 if o.block.block_hash == block_hash]  # fmt: skip
-        if known:
-            return
+    async def _db(self, write: Any, block_hash: str) -> None:
         try:
-            outcome = await self.sql.outcome(block_hash)
-        except Exception:
-            outcome = None
-        if outcome is not None:
-            await self.fallback.persist(outcome.block)
-            for node, verdict in outcome.verdicts.items():
-                await self.fallback.record_verdict(block_hash, node, verdict)
+            await write
+        except Exception as exc:
+            log.error("found block %s: database write failed (%r); kept in %s and imported "
+                      "when the database is back", block_hash, exc,
+                      self.fallback.path)  # fmt: skip
 
     async def pending(self) -> list[FoundBlock]:
         await self.import_fallback()
@@ -247,17 +259,20 @@ class DurableFoundBlockStore:
             outcomes = await asyncio.to_thread(self.fallback.read)
             changed = 0
             for outcome in outcomes:
+                block_hash = outcome.block.block_hash
+                if block_hash in self._synced:
+                    continue
                 try:
                     if await self.sql.import_outcome(outcome):
                         changed += 1
-                        log.warning("found block %s (height %d) imported from %s",
-                                    outcome.block.block_hash, outcome.block.height,
-                                    self.fallback.path)  # fmt: skip
+                        log.warning("found block %s (height %d) imported from %s", block_hash,
+                                    outcome.block.height, self.fallback.path)  # fmt: skip
                 except Exception as exc:
                     log.error("found blocks: import from %s deferred (%s)", self.fallback.path,
                               exc)  # fmt: skip
                     return changed
-                self._in_fallback.discard(outcome.block.block_hash)
+                if outcome.status is not BlockStatus.PENDING:
+                    self._synced.add(block_hash)
             return changed
 
 
@@ -265,7 +280,7 @@ FALLBACK_FILE = "found-blocks.jsonl"
 
 
 def found_block_store(engine: AsyncEngine, config: Config) -> DurableFoundBlockStore:
-    """The pool's store: the database, with ``<data_dir>/found-blocks.jsonl`` as fallback (the
-    file the pool used before found blocks moved into the database; it is imported too)."""
+    """The pool's found blocks: the local record ``<data_dir>/found-blocks.jsonl`` and the
+    database."""
     return DurableFoundBlockStore(SqlFoundBlockStore(engine),
                                   JsonlFoundBlockStore(config.data_path / FALLBACK_FILE))
