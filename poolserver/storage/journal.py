@@ -4,9 +4,22 @@
 in a group commit (one transaction per batch of up to ``batch_size`` shares, flushed at the latest
 ``flush_interval_ms`` after the batch's first share arrived), or, while the database is
 unreachable, appended and fsync'd to the local spool. Every share gets a unique 16-byte ``uid``
-(48-bit millisecond time + 80 random bits) before it is written anywhere, and every insert is
-``ON CONFLICT (uid) DO NOTHING``, so replaying the spool after an ambiguous failure (the commit
-may or may not have happened) stores each share exactly once.
+(48-bit millisecond time + 80 random bits) before it is written anywhere.
+
+Every insert is ``ON CONFLICT DO NOTHING``, which covers both unique keys of ``shares``:
+
+- the same ``uid`` again is a replay of the same row (the spool after an ambiguous failure: the
+  commit may or may not have happened): idempotent, stored exactly once, not a conflict;
+- a different ``uid`` with a ``share_hash`` already stored is a conflict (the header hash is the
+  share's identity): the row is not stored, it is recorded in ``share_conflicts`` in the same
+  transaction, and never credited. In a group commit only that share's ``put`` raises
+  ``stratum.interfaces.DuplicateShare`` (every other share of the batch commits); at spool replay
+  (the share was acknowledged while the database was down) it is logged at WARNING and counted in
+  ``JournalStats.replay_conflicts``.
+
+Which rows were refused is found without a query on the hot path when the driver reports the
+inserted row count (SQLite); otherwise (asyncpg reports none for executemany) one indexed
+``uid IN (...)`` read in the same transaction tells.
 """
 
 from __future__ import annotations
@@ -18,20 +31,20 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from poolserver.storage.models import Share
+from poolserver.storage.models import Share, ShareConflict
 from poolserver.storage.schema import SchemaError, check_schema
 from poolserver.storage.spool import Spool, SpoolError
-from stratum.interfaces import AcceptedShare
+from stratum.interfaces import AcceptedShare, DuplicateShare
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +61,7 @@ _LIMITS = {
 }
 USER_AGENT_MAX = 256
 REPLAY_CHUNK = 5000
+LOOKUP_CHUNK = 1000  # uids / hashes per IN (...) lookup
 
 
 class JournalUnavailable(RuntimeError):
@@ -120,14 +134,14 @@ def _placeholders(paramstyle: str, n: int) -> str:
 
 
 def driver_insert(engine: AsyncEngine) -> tuple[str, Any]:
-    """The hot path: raw ``INSERT ... ON CONFLICT (uid) DO NOTHING`` for the DB-API driver and a
+    """The hot path: raw ``INSERT ... ON CONFLICT DO NOTHING`` for the DB-API driver and a
     function turning row dicts into driver parameters (what SQLAlchemy's column types would bind:
     SQLite gets UTC wall time text in SQLAlchemy's DATETIME format and JSON text, PostgreSQL an
     aware datetime for timestamptz), skipping per-row bind processing."""
     dialect = engine.dialect
     sql = (
         f"INSERT INTO shares ({', '.join(COLUMNS)}) "
-        f"VALUES ({_placeholders(dialect.paramstyle, len(COLUMNS))}) ON CONFLICT (uid) DO NOTHING"
+        f"VALUES ({_placeholders(dialect.paramstyle, len(COLUMNS))}) ON CONFLICT DO NOTHING"
     )
     sqlite_mode = dialect.name == "sqlite"
 
@@ -150,8 +164,16 @@ def driver_insert(engine: AsyncEngine) -> tuple[str, Any]:
 
 
 def insert_ignoring_duplicates(engine: AsyncEngine) -> Any:
-    """``INSERT INTO shares ... ON CONFLICT (uid) DO NOTHING`` for the engine's dialect."""
+    """``INSERT INTO shares ... ON CONFLICT DO NOTHING`` (same uid or same share hash) for the
+    engine's dialect."""
     table = Share.__table__
+    if engine.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
+
+
+def _record_conflicts_insert(engine: AsyncEngine) -> Any:
+    table = ShareConflict.__table__
     if engine.dialect.name == "postgresql":
         return postgresql.insert(table).on_conflict_do_nothing(index_elements=["uid"])
     return sqlite.insert(table).on_conflict_do_nothing(index_elements=["uid"])
@@ -161,9 +183,17 @@ def insert_ignoring_duplicates(engine: AsyncEngine) -> Any:
 class JournalStats:
     committed: int = 0  # shares committed directly to the database
     spooled: int = 0  # shares acknowledged from the spool
-    replayed: int = 0  # spooled shares inserted at replay (duplicates excluded)
+    replayed: int = 0  # spooled shares inserted at replay (same-uid replays excluded)
     batches: int = 0
     db_failures: int = 0
+    duplicates: int = 0  # puts refused with DuplicateShare: share hash already stored
+    replay_conflicts: int = 0  # spooled (already acked) shares whose hash was stored: not credited
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    inserted: int  # rows new in ``shares``
+    conflicts: list[dict[str, Any]]  # rows refused: another uid holds their share hash
 
 
 class ShareJournal:
@@ -284,11 +314,13 @@ class ShareJournal:
     async def _write(self, batch: list[tuple[dict[str, Any], asyncio.Future[None]]]) -> None:
         rows = [row for row, _ in batch]
         stored = False
+        refused: dict[bytes, dict[str, Any]] = {}
         if self._db_ok:
             try:
-                await self._insert_rows(rows)
+                result = await self._insert_rows(rows)
                 stored = True
-                self.stats.committed += len(rows)
+                refused = {r["uid"]: r for r in result.conflicts}
+                self.stats.committed += result.inserted
             except Exception as exc:
                 self.stats.db_failures += 1
                 self._db_ok = False
@@ -305,14 +337,79 @@ class ShareJournal:
                 raise JournalUnavailable(f"database down and spool not writable: {exc}") from exc
             self.stats.spooled += len(rows)
         self.stats.batches += 1
-        for _, fut in batch:
-            if not fut.done():
+        for row, fut in batch:
+            if fut.done():
+                continue
+            if row["uid"] in refused:
+                self.stats.duplicates += 1
+                log.info(
+                    "share journal: duplicate share refused: %s.%s hash %s (recorded in "
+                    "share_conflicts)",
+                    row["account"], row["worker"], row["share_hash"][::-1].hex(),
+                )  # fmt: skip
+                fut.set_exception(
+                    DuplicateShare(f"share {row['share_hash'][::-1].hex()} is already stored")
+                )
+            else:
                 fut.set_result(None)
 
-    async def _insert_rows(self, rows: Sequence[dict[str, Any]]) -> None:
-        params = self._params(rows)
+    async def _insert_rows(self, rows: Sequence[dict[str, Any]]) -> StoreResult:
+        """Insert a batch of fresh rows in one transaction; rows whose share hash is already
+        stored are recorded as ``live`` conflicts in the same transaction."""
         async with self.engine.begin() as conn:
-            await conn.exec_driver_sql(self._sql, params)
+            return await self._store(conn, rows, "live")
+
+    async def _store(self, conn: Any, rows: Sequence[dict[str, Any]], source: str) -> StoreResult:
+        """Insert ``rows`` (inside the caller's transaction); rows not stored whose uid is not
+        in ``shares`` afterwards lost to another uid holding their share hash: recorded in
+        ``share_conflicts``. ``inserted`` is exact when every uid is fresh (the live path); the
+        replay counts new rows itself."""
+        result = await conn.exec_driver_sql(self._sql, self._params(rows))
+        if result.rowcount == len(rows):  # SQLite reports it: nothing refused, no query
+            return StoreResult(len(rows), [])
+        present = await self._present(conn, Share.__table__.c.uid, [r["uid"] for r in rows])
+        conflicts = [r for r in rows if r["uid"] not in present]
+        if conflicts:
+            await self._record_conflicts(conn, conflicts, source)
+        return StoreResult(len(rows) - len(conflicts), conflicts)
+
+    async def _record_conflicts(
+        self, conn: Any, rows: Sequence[dict[str, Any]], source: str
+    ) -> None:
+        table = Share.__table__
+        holders: dict[bytes, bytes] = {}
+        hashes = list({r["share_hash"] for r in rows})
+        for i in range(0, len(hashes), LOOKUP_CHUNK):
+            found = await conn.execute(
+                select(table.c.share_hash, table.c.uid).where(
+                    table.c.share_hash.in_(hashes[i : i + LOOKUP_CHUNK])
+                )
+            )
+            holders.update((bytes(h), bytes(u)) for h, u in found)
+        now = datetime.now(UTC)
+        await conn.execute(
+            _record_conflicts_insert(self.engine),
+            [
+                {
+                    **r,
+                    "source": source,
+                    "existing_uid": holders.get(r["share_hash"]),
+                    "detected_at": now,
+                }
+                for r in rows
+            ],
+        )
+
+    @staticmethod
+    async def _present(conn: Any, column: Any, values: list[bytes]) -> set[bytes]:
+        """Which of ``values`` the (unique, indexed) ``column`` holds."""
+        out: set[bytes] = set()
+        for i in range(0, len(values), LOOKUP_CHUNK):
+            found = await conn.execute(
+                select(column).where(column.in_(values[i : i + LOOKUP_CHUNK]))
+            )
+            out.update(bytes(v) for v in found.scalars())
+        return out
 
     # -- outage and replay ------------------------------------------------------------------
 
@@ -367,10 +464,20 @@ class ShareJournal:
                 moved = await asyncio.to_thread(self.spool.quarantine, path)
                 log.error("share journal: %s; moved to %s for the operator", exc, moved)
                 continue
-            inserted = 0
+            inserted = conflicts = 0
             try:
                 for i in range(0, len(rows), REPLAY_CHUNK):
-                    inserted += await self._insert_counting(rows[i : i + REPLAY_CHUNK])
+                    new, refused = await self._insert_counting(rows[i : i + REPLAY_CHUNK])
+                    inserted += new
+                    conflicts += len(refused)
+                    for r in refused:
+                        log.warning(
+                            "share journal: spooled share not stored, its hash is already "
+                            "stored (recorded in share_conflicts, not credited): account %s "
+                            "worker %s hash %s uid %s",
+                            r["account"], r["worker"], r["share_hash"][::-1].hex(),
+                            r["uid"].hex(),
+                        )  # fmt: skip
             except (IntegrityError, DBAPIError) as exc:
                 if isinstance(exc, UNAVAILABLE) or exc.connection_invalidated:
                     raise
@@ -378,30 +485,23 @@ class ShareJournal:
                 log.error("share journal: database refused %s (%s); moved to %s", path, exc, moved)
                 continue
             self.stats.replayed += inserted
+            self.stats.replay_conflicts += conflicts
             log.info(
-                "share journal: replayed %s: %d shares, %d new", path.name, len(rows), inserted
-            )
+                "share journal: replayed %s: %d shares, %d new, %d conflicting",
+                path.name, len(rows), inserted, conflicts,
+            )  # fmt: skip
             await asyncio.to_thread(self.spool.remove, path)
 
-    async def _insert_counting(self, rows: Sequence[dict[str, Any]]) -> int:
-        """Insert, returning how many were new (the rest were already committed)."""
-        uids = [r["uid"] for r in rows]
-        table = Share.__table__
+    async def _insert_counting(
+        self, rows: Sequence[dict[str, Any]]
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """Insert spooled rows; returns how many were new (rows whose uid is already stored are
+        the same share committed before an ambiguous failure) and the conflicting rows (another
+        uid holds their hash), recorded in ``share_conflicts`` in the same transaction."""
         async with self.engine.begin() as conn:
-            before = await self._count_uids(conn, table, uids)
-            await conn.exec_driver_sql(self._sql, self._params(rows))
-        return len(rows) - before
-
-    @staticmethod
-    async def _count_uids(conn: Any, table: Any, uids: list[bytes]) -> int:
-        from sqlalchemy import func, select
-
-        total = 0
-        for i in range(0, len(uids), 500):
-            chunk = uids[i : i + 500]
-            total += (
-                await conn.execute(
-                    select(func.count()).select_from(table).where(table.c.uid.in_(chunk))
-                )
-            ).scalar_one()
-        return total
+            before = await self._present(conn, Share.__table__.c.uid, [r["uid"] for r in rows])
+            fresh = [r for r in rows if r["uid"] not in before]
+            if not fresh:
+                return 0, []
+            result = await self._store(conn, fresh, "replay")
+        return result.inserted, result.conflicts
