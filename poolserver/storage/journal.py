@@ -17,9 +17,10 @@ Every insert is ``ON CONFLICT DO NOTHING``, which covers both unique keys of ``s
   (the share was acknowledged while the database was down) it is logged at WARNING and counted in
   ``JournalStats.replay_conflicts``.
 
-Which rows were refused is found without a query on the hot path when the driver reports the
-inserted row count (SQLite); otherwise (asyncpg reports none for executemany) one indexed
-``uid IN (...)`` read in the same transaction tells.
+Which rows were refused costs no extra query on the hot path: SQLite reports the inserted row
+count of the ``executemany``; on PostgreSQL the batch is one ``unnest`` insert ``RETURNING uid``.
+Only when a row was refused does one indexed ``uid IN (...)`` read in the same transaction tell
+a same-uid replay from a conflict.
 """
 
 from __future__ import annotations
@@ -133,24 +134,63 @@ def _placeholders(paramstyle: str, n: int) -> str:
     raise RuntimeError(f"unsupported DB-API paramstyle {paramstyle!r}")
 
 
+# PostgreSQL types of COLUMNS, for the one-statement ``unnest`` insert.
+_PG_TYPES = (
+    "bytea", "varchar", "varchar", "varchar", "varchar", "varchar", "int4", "float8", "bytea",
+    "bool", "timestamptz", "varchar", "json",
+)  # fmt: skip
+
+
 def driver_insert(engine: AsyncEngine) -> tuple[str, Any]:
     """The hot path: raw ``INSERT ... ON CONFLICT DO NOTHING`` for the DB-API driver and a
     function turning row dicts into driver parameters (what SQLAlchemy's column types would bind:
     SQLite gets UTC wall time text in SQLAlchemy's DATETIME format and JSON text, PostgreSQL an
-    aware datetime for timestamptz), skipping per-row bind processing."""
+    aware datetime for timestamptz), skipping per-row bind processing.
+
+    SQLite: one row per execution (``executemany``), whose summed row count says whether any
+    row was refused. PostgreSQL: one statement for the whole batch, ``INSERT ... SELECT FROM
+    unnest(<one array per column>) ... RETURNING uid`` (asyncpg reports no row count for
+    ``executemany``; the returned uids are the rows inserted, in one round trip); its parameters
+    are one tuple of column arrays, to be executed once."""
     dialect = engine.dialect
+    if dialect.name == "postgresql":
+        arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(_PG_TYPES, 1))
+        sql = (
+            f"INSERT INTO shares ({', '.join(COLUMNS)}) SELECT * FROM unnest({arrays}) "
+            "ON CONFLICT DO NOTHING RETURNING uid"
+        )
+
+        def pg_params(rows: Sequence[dict[str, Any]]) -> tuple[list[Any], ...]:
+            cols: tuple[list[Any], ...] = tuple([] for _ in COLUMNS)
+            (uid, account, worker, session_id, peer, job_id, height, difficulty, share_hash,
+             is_block, created_at, user_agent, extra) = cols  # fmt: skip
+            for r in rows:
+                uid.append(r["uid"])
+                account.append(r["account"])
+                worker.append(r["worker"])
+                session_id.append(r["session_id"])
+                peer.append(r["peer"])
+                job_id.append(r["job_id"])
+                height.append(r["height"])
+                difficulty.append(r["difficulty"])
+                share_hash.append(r["share_hash"])
+                is_block.append(r["is_block"])
+                created_at.append(r["created_at"].astimezone(UTC))
+                user_agent.append(r["user_agent"])
+                extra.append(orjson.dumps(r["extra"]).decode())
+            return cols
+
+        return sql, pg_params
     sql = (
         f"INSERT INTO shares ({', '.join(COLUMNS)}) "
         f"VALUES ({_placeholders(dialect.paramstyle, len(COLUMNS))}) ON CONFLICT DO NOTHING"
     )
-    sqlite_mode = dialect.name == "sqlite"
 
     def params(rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
         out = []
         for r in rows:
             created = r["created_at"].astimezone(UTC)
-            if sqlite_mode:
-                created = created.replace(tzinfo=None).isoformat(" ", "microseconds")
+            created = created.replace(tzinfo=None).isoformat(" ", "microseconds")
             out.append(
                 (
                     r["uid"], r["account"], r["worker"], r["session_id"], r["peer"], r["job_id"],
@@ -221,6 +261,7 @@ class ShareJournal:
         self.retry_interval = retry_interval_s
         self.stats = JournalStats()
         self._sql, self._params = driver_insert(engine)
+        self._returns_uids = engine.dialect.name == "postgresql"
         self._pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
         self._first_at = 0.0
         self._has_items = asyncio.Event()
@@ -365,10 +406,17 @@ class ShareJournal:
         ``share_conflicts``. ``inserted`` is exact when every uid is fresh (the live path); the
         replay counts new rows itself."""
         result = await conn.exec_driver_sql(self._sql, self._params(rows))
-        if result.rowcount == len(rows):  # SQLite reports it: nothing refused, no query
+        if self._returns_uids:
+            inserted = {bytes(u) for u in result.scalars()}
+            if len(inserted) == len(rows):
+                return StoreResult(len(rows), [])
+            refused = [r for r in rows if r["uid"] not in inserted]
+        elif result.rowcount == len(rows):  # SQLite sums it over the executemany
             return StoreResult(len(rows), [])
-        present = await self._present(conn, Share.__table__.c.uid, [r["uid"] for r in rows])
-        conflicts = [r for r in rows if r["uid"] not in present]
+        else:
+            refused = list(rows)
+        present = await self._present(conn, Share.__table__.c.uid, [r["uid"] for r in refused])
+        conflicts = [r for r in refused if r["uid"] not in present]
         if conflicts:
             await self._record_conflicts(conn, conflicts, source)
         return StoreResult(len(rows) - len(conflicts), conflicts)
