@@ -290,7 +290,10 @@ class ShareJournal:
         """Store ``share`` durably; returns only after commit (or fsync to the spool).
 
         Raises ValueError (naming the field) for a malformed share, JournalUnavailable when
-        neither the database nor the spool can take it (the share must not be acknowledged).
+        neither the database nor the spool can take it (the share must not be acknowledged),
+        ``DuplicateShare`` when a share with the same ``share_hash`` is already stored (not
+        stored again, recorded in ``share_conflicts``; it must not be credited). A share taken
+        by the spool is checked at replay instead (``JournalStats.replay_conflicts``).
         """
         if self._closing:
             raise JournalClosed("the share journal is closed")
@@ -407,9 +410,10 @@ class ShareJournal:
         replay counts new rows itself."""
         result = await conn.exec_driver_sql(self._sql, self._params(rows))
         if self._returns_uids:
-            inserted = {bytes(u) for u in result.scalars()}
-            if len(inserted) == len(rows):
+            returned = result.scalars().all()
+            if len(returned) == len(rows):
                 return StoreResult(len(rows), [])
+            inserted = {bytes(u) for u in returned}
             refused = [r for r in rows if r["uid"] not in inserted]
         elif result.rowcount == len(rows):  # SQLite sums it over the executemany
             return StoreResult(len(rows), [])
