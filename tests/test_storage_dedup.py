@@ -245,3 +245,34 @@ async def test_0005_moves_existing_duplicates_to_share_conflicts(empty_db_url):
         assert total == 3
     finally:
         await engine.dispose()
+
+
+async def test_duplicate_acked_from_the_spool_during_an_outage(tmp_path, sqlite_template, caplog):
+    """SQLite 'unreachable' (another process holds the write lock): the same work arrives again
+    and is acknowledged from the spool; when the database is back the replay stores it once,
+    records the conflict and credits the first share only."""
+    import shutil
+    import sqlite3
+
+    path = tmp_path / "db.sqlite3"
+    shutil.copyfile(sqlite_template, path)
+    engine = create_engine(f"sqlite+aiosqlite:///{path}", sqlite_busy_timeout_ms=50)
+    journal = await started(engine, tmp_path / "spool", retry_interval_s=0.1)
+    await journal.put(make_share(1))
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        await asyncio.wait_for(journal.put(again(make_share(1), worker="late")), 30)
+        await asyncio.wait_for(journal.put(make_share(2)), 30)
+        assert journal.stats.spooled == 2
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    with caplog.at_level(logging.WARNING, logger="poolserver.storage.journal"):
+        await wait_until(lambda: journal.db_available and not journal.spool.has_data(), 30)
+    await journal.close()
+    assert journal.stats.replayed == 1 and journal.stats.replay_conflicts == 1
+    assert [r.worker for r in await stored(engine)] == ["rig1", "rig2"]
+    assert [(c.source, c.worker) for c in await conflicts(engine)] == [("replay", "late")]
+    assert any("worker late" in r.getMessage() for r in caplog.records)
+    await engine.dispose()
