@@ -276,3 +276,27 @@ async def test_duplicate_acked_from_the_spool_during_an_outage(tmp_path, sqlite_
     assert [(c.source, c.worker) for c in await conflicts(engine)] == [("replay", "late")]
     assert any("worker late" in r.getMessage() for r in caplog.records)
     await engine.dispose()
+
+
+async def test_0005_downgrades_and_upgrades_again(empty_db_url):
+    engine = create_engine(empty_db_url)
+    try:
+        await schema.upgrade(engine)
+
+        def down(conn: sa.Connection) -> None:
+            from alembic import command
+
+            cfg = schema.alembic_config()
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0004_ledger_block")
+
+        async with engine.begin() as conn:
+            await conn.run_sync(down)
+        assert await schema.current(engine) == ("0004_ledger_block",)
+        async with engine.connect() as conn:
+            names = await conn.run_sync(lambda c: sa.inspect(c).get_table_names())
+        assert "share_conflicts" not in names
+        assert await schema.upgrade(engine) == schema.heads() == ("0005_share_hash",)
+        assert await schema.model_drift(engine) == []
+    finally:
+        await engine.dispose()
