@@ -4,9 +4,23 @@
 in a group commit (one transaction per batch of up to ``batch_size`` shares, flushed at the latest
 ``flush_interval_ms`` after the batch's first share arrived), or, while the database is
 unreachable, appended and fsync'd to the local spool. Every share gets a unique 16-byte ``uid``
-(48-bit millisecond time + 80 random bits) before it is written anywhere, and every insert is
-``ON CONFLICT (uid) DO NOTHING``, so replaying the spool after an ambiguous failure (the commit
-may or may not have happened) stores each share exactly once.
+(48-bit millisecond time + 80 random bits) before it is written anywhere.
+
+Every insert is ``ON CONFLICT DO NOTHING``, which covers both unique keys of ``shares``:
+
+- the same ``uid`` again is a replay of the same row (the spool after an ambiguous failure: the
+  commit may or may not have happened): idempotent, stored exactly once, not a conflict;
+- a different ``uid`` with a ``share_hash`` already stored is a conflict (the header hash is the
+  share's identity): the row is not stored, it is recorded in ``share_conflicts`` in the same
+  transaction, and never credited. In a group commit only that share's ``put`` raises
+  ``stratum.interfaces.DuplicateShare`` (every other share of the batch commits); at spool replay
+  (the share was acknowledged while the database was down) it is logged at WARNING and counted in
+  ``JournalStats.replay_conflicts``.
+
+Which rows were refused costs no extra query on the hot path: SQLite reports the inserted row
+count of the ``executemany``; on PostgreSQL the batch is one ``unnest`` insert ``RETURNING uid``.
+Only when a row was refused does one indexed ``uid IN (...)`` read in the same transaction tell
+a same-uid replay from a conflict.
 """
 
 from __future__ import annotations
@@ -18,20 +32,20 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from poolserver.storage.models import Share
+from poolserver.storage.models import Share, ShareConflict
 from poolserver.storage.schema import SchemaError, check_schema
 from poolserver.storage.spool import Spool, SpoolError
-from stratum.interfaces import AcceptedShare
+from stratum.interfaces import AcceptedShare, DuplicateShare
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +62,7 @@ _LIMITS = {
 }
 USER_AGENT_MAX = 256
 REPLAY_CHUNK = 5000
+LOOKUP_CHUNK = 1000  # uids / hashes per IN (...) lookup
 
 
 class JournalUnavailable(RuntimeError):
@@ -119,24 +134,63 @@ def _placeholders(paramstyle: str, n: int) -> str:
     raise RuntimeError(f"unsupported DB-API paramstyle {paramstyle!r}")
 
 
+# PostgreSQL types of COLUMNS, for the one-statement ``unnest`` insert.
+_PG_TYPES = (
+    "bytea", "varchar", "varchar", "varchar", "varchar", "varchar", "int4", "float8", "bytea",
+    "bool", "timestamptz", "varchar", "json",
+)  # fmt: skip
+
+
 def driver_insert(engine: AsyncEngine) -> tuple[str, Any]:
-    """The hot path: raw ``INSERT ... ON CONFLICT (uid) DO NOTHING`` for the DB-API driver and a
+    """The hot path: raw ``INSERT ... ON CONFLICT DO NOTHING`` for the DB-API driver and a
     function turning row dicts into driver parameters (what SQLAlchemy's column types would bind:
     SQLite gets UTC wall time text in SQLAlchemy's DATETIME format and JSON text, PostgreSQL an
-    aware datetime for timestamptz), skipping per-row bind processing."""
+    aware datetime for timestamptz), skipping per-row bind processing.
+
+    SQLite: one row per execution (``executemany``), whose summed row count says whether any
+    row was refused. PostgreSQL: one statement for the whole batch, ``INSERT ... SELECT FROM
+    unnest(<one array per column>) ... RETURNING uid`` (asyncpg reports no row count for
+    ``executemany``; the returned uids are the rows inserted, in one round trip); its parameters
+    are one tuple of column arrays, to be executed once."""
     dialect = engine.dialect
+    if dialect.name == "postgresql":
+        arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(_PG_TYPES, 1))
+        sql = (
+            f"INSERT INTO shares ({', '.join(COLUMNS)}) SELECT * FROM unnest({arrays}) "
+            "ON CONFLICT DO NOTHING RETURNING uid"
+        )
+
+        def pg_params(rows: Sequence[dict[str, Any]]) -> tuple[list[Any], ...]:
+            cols: tuple[list[Any], ...] = tuple([] for _ in COLUMNS)
+            (uid, account, worker, session_id, peer, job_id, height, difficulty, share_hash,
+             is_block, created_at, user_agent, extra) = cols  # fmt: skip
+            for r in rows:
+                uid.append(r["uid"])
+                account.append(r["account"])
+                worker.append(r["worker"])
+                session_id.append(r["session_id"])
+                peer.append(r["peer"])
+                job_id.append(r["job_id"])
+                height.append(r["height"])
+                difficulty.append(r["difficulty"])
+                share_hash.append(r["share_hash"])
+                is_block.append(r["is_block"])
+                created_at.append(r["created_at"].astimezone(UTC))
+                user_agent.append(r["user_agent"])
+                extra.append(orjson.dumps(r["extra"]).decode())
+            return cols
+
+        return sql, pg_params
     sql = (
         f"INSERT INTO shares ({', '.join(COLUMNS)}) "
-        f"VALUES ({_placeholders(dialect.paramstyle, len(COLUMNS))}) ON CONFLICT (uid) DO NOTHING"
+        f"VALUES ({_placeholders(dialect.paramstyle, len(COLUMNS))}) ON CONFLICT DO NOTHING"
     )
-    sqlite_mode = dialect.name == "sqlite"
 
     def params(rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
         out = []
         for r in rows:
             created = r["created_at"].astimezone(UTC)
-            if sqlite_mode:
-                created = created.replace(tzinfo=None).isoformat(" ", "microseconds")
+            created = created.replace(tzinfo=None).isoformat(" ", "microseconds")
             out.append(
                 (
                     r["uid"], r["account"], r["worker"], r["session_id"], r["peer"], r["job_id"],
@@ -150,8 +204,16 @@ def driver_insert(engine: AsyncEngine) -> tuple[str, Any]:
 
 
 def insert_ignoring_duplicates(engine: AsyncEngine) -> Any:
-    """``INSERT INTO shares ... ON CONFLICT (uid) DO NOTHING`` for the engine's dialect."""
+    """``INSERT INTO shares ... ON CONFLICT DO NOTHING`` (same uid or same share hash) for the
+    engine's dialect."""
     table = Share.__table__
+    if engine.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
+
+
+def _record_conflicts_insert(engine: AsyncEngine) -> Any:
+    table = ShareConflict.__table__
     if engine.dialect.name == "postgresql":
         return postgresql.insert(table).on_conflict_do_nothing(index_elements=["uid"])
     return sqlite.insert(table).on_conflict_do_nothing(index_elements=["uid"])
@@ -161,9 +223,17 @@ def insert_ignoring_duplicates(engine: AsyncEngine) -> Any:
 class JournalStats:
     committed: int = 0  # shares committed directly to the database
     spooled: int = 0  # shares acknowledged from the spool
-    replayed: int = 0  # spooled shares inserted at replay (duplicates excluded)
+    replayed: int = 0  # spooled shares inserted at replay (same-uid replays excluded)
     batches: int = 0
     db_failures: int = 0
+    duplicates: int = 0  # puts refused with DuplicateShare: share hash already stored
+    replay_conflicts: int = 0  # spooled (already acked) shares whose hash was stored: not credited
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    inserted: int  # rows new in ``shares``
+    conflicts: list[dict[str, Any]]  # rows refused: another uid holds their share hash
 
 
 class ShareJournal:
@@ -191,6 +261,7 @@ class ShareJournal:
         self.retry_interval = retry_interval_s
         self.stats = JournalStats()
         self._sql, self._params = driver_insert(engine)
+        self._returns_uids = engine.dialect.name == "postgresql"
         self._pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
         self._first_at = 0.0
         self._has_items = asyncio.Event()
@@ -219,7 +290,10 @@ class ShareJournal:
         """Store ``share`` durably; returns only after commit (or fsync to the spool).
 
         Raises ValueError (naming the field) for a malformed share, JournalUnavailable when
-        neither the database nor the spool can take it (the share must not be acknowledged).
+        neither the database nor the spool can take it (the share must not be acknowledged),
+        ``DuplicateShare`` when a share with the same ``share_hash`` is already stored (not
+        stored again, recorded in ``share_conflicts``; it must not be credited). A share taken
+        by the spool is checked at replay instead (``JournalStats.replay_conflicts``).
         """
         if self._closing:
             raise JournalClosed("the share journal is closed")
@@ -284,11 +358,13 @@ class ShareJournal:
     async def _write(self, batch: list[tuple[dict[str, Any], asyncio.Future[None]]]) -> None:
         rows = [row for row, _ in batch]
         stored = False
+        refused: dict[bytes, dict[str, Any]] = {}
         if self._db_ok:
             try:
-                await self._insert_rows(rows)
+                result = await self._insert_rows(rows)
                 stored = True
-                self.stats.committed += len(rows)
+                refused = {r["uid"]: r for r in result.conflicts}
+                self.stats.committed += result.inserted
             except Exception as exc:
                 self.stats.db_failures += 1
                 self._db_ok = False
@@ -305,14 +381,87 @@ class ShareJournal:
                 raise JournalUnavailable(f"database down and spool not writable: {exc}") from exc
             self.stats.spooled += len(rows)
         self.stats.batches += 1
-        for _, fut in batch:
-            if not fut.done():
+        for row, fut in batch:
+            if fut.done():
+                continue
+            if row["uid"] in refused:
+                self.stats.duplicates += 1
+                log.info(
+                    "share journal: duplicate share refused: %s.%s hash %s (recorded in "
+                    "share_conflicts)",
+                    row["account"], row["worker"], row["share_hash"][::-1].hex(),
+                )  # fmt: skip
+                fut.set_exception(
+                    DuplicateShare(f"share {row['share_hash'][::-1].hex()} is already stored")
+                )
+            else:
                 fut.set_result(None)
 
-    async def _insert_rows(self, rows: Sequence[dict[str, Any]]) -> None:
-        params = self._params(rows)
+    async def _insert_rows(self, rows: Sequence[dict[str, Any]]) -> StoreResult:
+        """Insert a batch of fresh rows in one transaction; rows whose share hash is already
+        stored are recorded as ``live`` conflicts in the same transaction."""
         async with self.engine.begin() as conn:
-            await conn.exec_driver_sql(self._sql, params)
+            return await self._store(conn, rows, "live")
+
+    async def _store(self, conn: Any, rows: Sequence[dict[str, Any]], source: str) -> StoreResult:
+        """Insert ``rows`` (inside the caller's transaction); rows not stored whose uid is not
+        in ``shares`` afterwards lost to another uid holding their share hash: recorded in
+        ``share_conflicts``. ``inserted`` is exact when every uid is fresh (the live path); the
+        replay counts new rows itself."""
+        result = await conn.exec_driver_sql(self._sql, self._params(rows))
+        if self._returns_uids:
+            returned = result.scalars().all()
+            if len(returned) == len(rows):
+                return StoreResult(len(rows), [])
+            inserted = {bytes(u) for u in returned}
+            refused = [r for r in rows if r["uid"] not in inserted]
+        elif result.rowcount == len(rows):  # SQLite sums it over the executemany
+            return StoreResult(len(rows), [])
+        else:
+            refused = list(rows)
+        present = await self._present(conn, Share.__table__.c.uid, [r["uid"] for r in refused])
+        conflicts = [r for r in refused if r["uid"] not in present]
+        if conflicts:
+            await self._record_conflicts(conn, conflicts, source)
+        return StoreResult(len(rows) - len(conflicts), conflicts)
+
+    async def _record_conflicts(
+        self, conn: Any, rows: Sequence[dict[str, Any]], source: str
+    ) -> None:
+        table = Share.__table__
+        holders: dict[bytes, bytes] = {}
+        hashes = list({r["share_hash"] for r in rows})
+        for i in range(0, len(hashes), LOOKUP_CHUNK):
+            found = await conn.execute(
+                select(table.c.share_hash, table.c.uid).where(
+                    table.c.share_hash.in_(hashes[i : i + LOOKUP_CHUNK])
+                )
+            )
+            holders.update((bytes(h), bytes(u)) for h, u in found)
+        now = datetime.now(UTC)
+        await conn.execute(
+            _record_conflicts_insert(self.engine),
+            [
+                {
+                    **r,
+                    "source": source,
+                    "existing_uid": holders.get(r["share_hash"]),
+                    "detected_at": now,
+                }
+                for r in rows
+            ],
+        )
+
+    @staticmethod
+    async def _present(conn: Any, column: Any, values: list[bytes]) -> set[bytes]:
+        """Which of ``values`` the (unique, indexed) ``column`` holds."""
+        out: set[bytes] = set()
+        for i in range(0, len(values), LOOKUP_CHUNK):
+            found = await conn.execute(
+                select(column).where(column.in_(values[i : i + LOOKUP_CHUNK]))
+            )
+            out.update(bytes(v) for v in found.scalars())
+        return out
 
     # -- outage and replay ------------------------------------------------------------------
 
@@ -367,10 +516,20 @@ class ShareJournal:
                 moved = await asyncio.to_thread(self.spool.quarantine, path)
                 log.error("share journal: %s; moved to %s for the operator", exc, moved)
                 continue
-            inserted = 0
+            inserted = conflicts = 0
             try:
                 for i in range(0, len(rows), REPLAY_CHUNK):
-                    inserted += await self._insert_counting(rows[i : i + REPLAY_CHUNK])
+                    new, refused = await self._insert_counting(rows[i : i + REPLAY_CHUNK])
+                    inserted += new
+                    conflicts += len(refused)
+                    for r in refused:
+                        log.warning(
+                            "share journal: spooled share not stored, its hash is already "
+                            "stored (recorded in share_conflicts, not credited): account %s "
+                            "worker %s hash %s uid %s",
+                            r["account"], r["worker"], r["share_hash"][::-1].hex(),
+                            r["uid"].hex(),
+                        )  # fmt: skip
             except (IntegrityError, DBAPIError) as exc:
                 if isinstance(exc, UNAVAILABLE) or exc.connection_invalidated:
                     raise
@@ -378,30 +537,23 @@ class ShareJournal:
                 log.error("share journal: database refused %s (%s); moved to %s", path, exc, moved)
                 continue
             self.stats.replayed += inserted
+            self.stats.replay_conflicts += conflicts
             log.info(
-                "share journal: replayed %s: %d shares, %d new", path.name, len(rows), inserted
-            )
+                "share journal: replayed %s: %d shares, %d new, %d conflicting",
+                path.name, len(rows), inserted, conflicts,
+            )  # fmt: skip
             await asyncio.to_thread(self.spool.remove, path)
 
-    async def _insert_counting(self, rows: Sequence[dict[str, Any]]) -> int:
-        """Insert, returning how many were new (the rest were already committed)."""
-        uids = [r["uid"] for r in rows]
-        table = Share.__table__
+    async def _insert_counting(
+        self, rows: Sequence[dict[str, Any]]
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """Insert spooled rows; returns how many were new (rows whose uid is already stored are
+        the same share committed before an ambiguous failure) and the conflicting rows (another
+        uid holds their hash), recorded in ``share_conflicts`` in the same transaction."""
         async with self.engine.begin() as conn:
-            before = await self._count_uids(conn, table, uids)
-            await conn.exec_driver_sql(self._sql, self._params(rows))
-        return len(rows) - before
-
-    @staticmethod
-    async def _count_uids(conn: Any, table: Any, uids: list[bytes]) -> int:
-        from sqlalchemy import func, select
-
-        total = 0
-        for i in range(0, len(uids), 500):
-            chunk = uids[i : i + 500]
-            total += (
-                await conn.execute(
-                    select(func.count()).select_from(table).where(table.c.uid.in_(chunk))
-                )
-            ).scalar_one()
-        return total
+            before = await self._present(conn, Share.__table__.c.uid, [r["uid"] for r in rows])
+            fresh = [r for r in rows if r["uid"] not in before]
+            if not fresh:
+                return 0, []
+            result = await self._store(conn, fresh, "replay")
+        return result.inserted, result.conflicts

@@ -53,7 +53,9 @@ class Base(DeclarativeBase):
 class Share(Base):
     """One accepted share: the audit trail (miner, worker, session, source IP, job, difficulty,
     UTC time). ``uid`` is assigned by the journal before the share is acknowledged, so a replay
-    from the spool inserts it at most once."""
+    from the spool inserts it at most once. ``share_hash`` (the header hash, which commits to the
+    prevhash) is the share's identity: a unique index stores it at most once among the raw rows
+    (a second row with the same hash goes to ``share_conflicts``, never here)."""
 
     __tablename__ = "shares"
 
@@ -67,11 +69,44 @@ class Share(Base):
     height: Mapped[int] = mapped_column(Integer)
     # The exact IEEE double the share was judged at (PPLNS converts with Fraction(float)).
     difficulty: Mapped[float] = mapped_column(Float(53))
-    share_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    share_hash: Mapped[bytes] = mapped_column(LargeBinary(32), index=True, unique=True)
     is_block: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(index=True)
     user_agent: Mapped[str] = mapped_column(String(256), default="")
     extra: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+
+
+class ShareConflict(Base):
+    """A share that was not stored because a share with the same ``share_hash`` already was: the
+    operator's record of every conflict, never credited. ``source`` says where it was caught:
+    ``live`` (a group commit; the miner was answered "Duplicate share"), ``replay`` (a spooled
+    share, already acknowledged to the miner while the database was down) or ``migration``
+    (a duplicate row moved out of ``shares`` by revision 0005). ``existing_uid`` is the uid of
+    the stored share it collided with (None if that row was gone when the conflict was seen)."""
+
+    __tablename__ = "share_conflicts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    uid: Mapped[bytes] = mapped_column(LargeBinary(16), unique=True)
+    source: Mapped[str] = mapped_column(String(16))
+    existing_uid: Mapped[bytes | None] = mapped_column(LargeBinary(16))
+    detected_at: Mapped[datetime] = mapped_column(index=True)
+    account: Mapped[str] = mapped_column(String(128))
+    worker: Mapped[str] = mapped_column(String(128))
+    session_id: Mapped[str] = mapped_column(String(64))
+    peer: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[str] = mapped_column(String(64))
+    height: Mapped[int] = mapped_column(Integer)
+    difficulty: Mapped[float] = mapped_column(Float(53))
+    share_hash: Mapped[bytes] = mapped_column(LargeBinary(32), index=True)
+    is_block: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime]
+    user_agent: Mapped[str] = mapped_column(String(256), default="")
+    extra: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (
+        CheckConstraint("source IN ('live', 'replay', 'migration')", name="source"),
+    )
 
 
 class ShareRollup(Base):

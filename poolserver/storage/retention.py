@@ -6,6 +6,11 @@ shares (counted in SQL per distinct difficulty, multiplied exactly in Python), s
 rollup gives the same weight as over the shares it replaced. Shares that arrive late for an hour
 already rolled up (a spool replayed after the cut-off) are merged into that hour's row by the
 next run. Each hour is one transaction: the rows counted are exactly the rows deleted.
+
+The unique index on ``shares.share_hash`` holds over the raw rows only: a rolled-up hour keeps
+no hashes. A duplicate of a rolled-up share would have to be a spooled share replayed more than
+``retention_days`` (at least one day) after its tip was mined on; every duplicate path the pool
+has (job ids on one tip, restarts, several instances) is caught while the first row is raw.
 """
 
 from __future__ import annotations
