@@ -165,3 +165,9 @@ async def test_0003_0004_migrate_rows_written_by_0002(empty_db_url):
                         await conn.execute(text("DELETE FROM found_blocks WHERE id = 1"))
     finally:
         await engine.dispose()
+
+
+def test_one_alembic_head():
+    """One migration chain: every revision is chained after the previous head (two engineers'
+    revisions written at once must be re-chained before they land)."""
+    assert len(schema.heads()) == 1, f"several Alembic heads: {schema.heads()}"

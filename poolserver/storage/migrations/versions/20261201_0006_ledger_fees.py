@@ -4,7 +4,7 @@ payout_holds (miners whose output the wallet refused on its own). New ledger kin
 deposit, withdrawal) need no schema change (ledger_entries.kind is free text).
 
 Revision ID: 0006_ledger_fees
-Revises: 0004_ledger_block (the integrator re-chains it after 0005_share_hash)
+Revises: 0005_share_hash
 Create Date: 2026-12-01
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006_ledger_fees"
-down_revision: str | Sequence[str] | None = "0004_ledger_block"
+down_revision: str | Sequence[str] | None = "0005_share_hash"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
