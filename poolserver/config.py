@@ -151,6 +151,9 @@ class MetricsConfig:
     host: str = "127.0.0.1"
     port: int = 9108
     enabled: bool = True
+    # Ledger, payments, licenses and PPLNS fill are read from the database this often (seconds),
+    # never on a scrape.
+    db_poll_interval_s: float = 15.0
 
 
 @dataclass
