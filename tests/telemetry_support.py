@@ -215,25 +215,29 @@ async def prometheus(
         daemon.stop()
 
 
+def example_alertmanager_config(webhook_url: str) -> dict[str, Any]:
+    """prometheus/alertmanager.example.yml with its routes and inhibitions kept, every receiver
+    pointed at ``webhook_url`` and the waits shortened (nothing leaves the machine)."""
+    import yaml
+
+    cfg = yaml.safe_load((PROMETHEUS_DIR / "alertmanager.example.yml").read_text())
+    cfg["global"] = {"resolve_timeout": "5m"}
+    cfg["route"].update(group_wait="0s", group_interval="1s")
+    cfg["receivers"] = [
+        {"name": r["name"], "webhook_configs": [{"url": webhook_url, "send_resolved": True}]}
+        for r in cfg["receivers"]
+    ]
+    return cfg
+
+
 @contextlib.asynccontextmanager
 async def alertmanager(tmp_path: Path, webhook_url: str) -> AsyncIterator[str]:
-    """Alertmanager on loopback with the example config's route, sending to ``webhook_url``."""
+    """Alertmanager on loopback with the example config's routes, sending to ``webhook_url``;
+    yields its host:port."""
     binary = tool("prometheus-alertmanager", "alertmanager")
     port = free_port()
-    cfg = {
-        "route": {
-            "receiver": "test",
-            "group_by": ["alertname"],
-            "group_wait": "0s",
-            "group_interval": "1s",
-            "repeat_interval": "1h",
-        },
-        "receivers": [
-            {"name": "test", "webhook_configs": [{"url": webhook_url, "send_resolved": True}]}
-        ],
-    }
     path = tmp_path / "alertmanager.yml"
-    path.write_text(json.dumps(cfg))
+    path.write_text(json.dumps(example_alertmanager_config(webhook_url)))
     daemon = Daemon(
         [
             binary,
@@ -251,3 +255,38 @@ async def alertmanager(tmp_path: Path, webhook_url: str) -> AsyncIterator[str]:
         yield f"127.0.0.1:{port}"
     finally:
         daemon.stop()
+
+
+@dataclass
+class Webhook:
+    """An HTTP receiver for Alertmanager's webhook payloads (run by the test, on loopback)."""
+
+    url: str = ""
+    payloads: list[dict[str, Any]] = field(default_factory=list)
+
+    def alerts(self, status: str = "firing") -> list[dict[str, Any]]:
+        return [a for p in self.payloads for a in p["alerts"] if a["status"] == status]
+
+
+@contextlib.asynccontextmanager
+async def webhook() -> AsyncIterator[Webhook]:
+    from aiohttp import web
+
+    hook = Webhook()
+
+    async def receive(request: web.Request) -> web.Response:
+        hook.payloads.append(await request.json())
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/alerts", receive)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    hook.url = f"http://127.0.0.1:{port}/alerts"
+    try:
+        yield hook
+    finally:
+        await runner.cleanup()
