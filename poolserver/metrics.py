@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 HASHES_PER_DIFFICULTY = 2**32  # difficulty-1 share = 2^32 hashes on average
 BLOCK_OUTCOMES = ("accepted", "rejected", "inconclusive", "unsettled")
+REFUSAL_REASONS = ("banned", "per_ip_cap", "shutting_down")  # stratum.server's, exported as 0
 
 
 @dataclass
@@ -158,6 +159,7 @@ class PoolCollector(Collector):
             "Refused connections",
             "reason",
             s.connections_refused,
+            REFUSAL_REASONS,
         )
         yield _labelled_counter(
             "qazpool_stratum_disconnects", "Closed connections by reason", "reason", s.disconnects
