@@ -170,6 +170,7 @@ FIRMWARE_FAMILIES = (
     ("bosminer", "braiins"),
     ("braiins", "braiins"),
     ("luxos", "luxos"),
+    ("luxminer", "luxos"),
     ("vnish", "vnish"),
     ("whatsminer", "whatsminer"),
     ("btminer", "whatsminer"),

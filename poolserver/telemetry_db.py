@@ -12,7 +12,7 @@ from datetime import datetime
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payouts.types import POOL_ACCOUNT
@@ -60,14 +60,16 @@ async def _money(engine: AsyncEngine, snap: DbSnapshot) -> None:
     )
 
     async with engine.connect() as conn:
-        rows = await conn.execute(
-            select(
-                LedgerEntry.account == POOL_ACCOUNT, func.coalesce(func.sum(LedgerEntry.amount), 0)
-            ).group_by(LedgerEntry.account == POOL_ACCOUNT)
-        )
-        ledger = {"mature": 0, "pool": 0}
-        for is_pool, total in rows:
-            ledger["pool" if is_pool else "mature"] += int(total)
+        pool_amount = case((LedgerEntry.account == POOL_ACCOUNT, LedgerEntry.amount), else_=0)
+        row = (
+            await conn.execute(
+                select(
+                    func.coalesce(func.sum(LedgerEntry.amount), 0),
+                    func.coalesce(func.sum(pool_amount), 0),
+                )
+            )
+        ).one()
+        ledger = {"mature": int(row[0]) - int(row[1]), "pool": int(row[1])}
         credited = select(LedgerEntry.block_id).where(
             LedgerEntry.kind == "credit", LedgerEntry.block_id.is_not(None)
         )
