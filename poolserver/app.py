@@ -243,7 +243,7 @@ class PoolApp:
             spool_dir=journal.spool.dir if journal is not None else None,
         )
         self.loop_sampler.start()
-        if self.storage is not None:
+        if self.storage is not None and cfg.metrics.db_poll_interval_s > 0:
             from poolserver.telemetry_db import db_reader
 
             feed = self.feed

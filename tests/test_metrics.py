@@ -78,3 +78,29 @@ async def test_running_pool_metrics_pass_promtool_and_cover_the_families(tmp_pat
         for line in text.splitlines()
     )
     assert 'qazpool_node_rpc_up{node="' in text and "qazpool_pplns_window_fill_ratio 1.0" in text
+
+
+async def test_db_figures_can_be_turned_off_on_all_but_one_instance(tmp_path):
+    """[metrics].db_poll_interval_s = 0: this instance reads nothing from the database for the
+    metrics (several instances on one database: one exports the ledger and license gauges)."""
+    import asyncio
+
+    from poolserver.app import PoolApp
+    from poolserver.config import config_from_dict
+    from tests.fake_bitcoind import FakeBitcoind
+    from tests.telemetry_support import http_get, pool_config
+
+    fake = await FakeBitcoind().start()
+    cfg = pool_config(tmp_path, fake)
+    cfg["metrics"]["db_poll_interval_s"] = 0
+    app = PoolApp(config_from_dict(cfg))
+    await app.start()
+    try:
+        host, port = app.metrics_address
+        text = (await asyncio.to_thread(http_get, f"http://{host}:{port}/metrics")).decode()
+    finally:
+        await app.stop()
+        await fake.stop()
+    assert app.db_poller is None
+    assert "qazpool_ledger_balance_satoshis" not in text and "qazpool_db_poll" not in text
+    assert "qazpool_stratum_connections_open" in text and "qazpool_event_loop_lag" in text
