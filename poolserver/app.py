@@ -12,7 +12,9 @@
   the background; unsettled blocks replayed at startup);
 - accepted shares: the durable share journal (``poolserver.storage``), or the in-memory sink
   (logged loudly) when ``memory_sink=True`` is asked for;
-- the Prometheus endpoint on ``[metrics]``.
+- the Prometheus endpoint on ``[metrics]`` (``poolserver.metrics``) with its samplers
+  (``poolserver.telemetry``: node RPC timing, loop lag, database figures every
+  ``[metrics].db_poll_interval_s``).
 
 Everything it starts is logged with its address; ``stop()`` shuts down in reverse order
 (``client.reconnect`` to miners, drain shares, flush the journal).
@@ -155,6 +157,12 @@ class PoolApp:
         self._unsubscribe_cutoff: Any = None
         self.payout_service: Any = None
         self.block_recovery: Any = None
+        from poolserver.telemetry import NOTIFY_BUCKETS, Histogram, RpcStats
+
+        self.rpc_stats = RpcStats()
+        self.notify_seconds = Histogram(NOTIFY_BUCKETS)  # new block -> all miners notified
+        self.loop_sampler: Any = None
+        self.db_poller: Any = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -167,7 +175,10 @@ class PoolApp:
         # Refuse a bad payout address, tag or extranonce layout before touching node or disk.
         template_feed.builder_from_config(cfg)
         if self.rpc is None:
-            self.rpc = template_feed.rpc_from_config(cfg)
+            from poolserver.telemetry import instrument_nodes
+
+            # per-node RPC latency/errors/up for the metrics (NodeGroup members wrapped)
+            self.rpc = instrument_nodes(template_feed.rpc_from_config(cfg), self.rpc_stats)
         log.info("template source: %s", getattr(self.rpc, "name", type(self.rpc).__name__))
         await template_feed.startup_check(self.rpc, cfg)
         if self.sink is None:
@@ -245,17 +256,7 @@ class PoolApp:
             self._unsubscribe_cutoff = connect_cutoff(self.register_policy.events, self.server)
         self.stratum_addresses = await self.server.start()
         if cfg.metrics.enabled:
-            from poolserver.metrics import start_metrics
-
-            self.metrics_server, _ = start_metrics(
-                cfg.metrics.host,
-                cfg.metrics.port,
-                self.stats,
-                feed_stats=self.feed.stats,
-                block_stats=self.block_sink.stats,
-            )
-            addr = self.metrics_server.server_address
-            self.metrics_address = (addr[0], addr[1])
+            self._start_metrics()
         log.info(
             "qazpool started: stratum on %s, metrics on %s, data in %s, hash core %s",
             ", ".join(f"stratum+tcp://{h}:{p}" for h, p in self.stratum_addresses),
@@ -265,6 +266,57 @@ class PoolApp:
             data.resolve(),
             hashcore.backend(),
         )
+
+    def _start_metrics(self) -> None:
+        """The /metrics endpoint and the samplers behind it (loop lag, database figures)."""
+        from poolserver.metrics import Sources, start_metrics
+        from poolserver.telemetry import DbPoller, LoopSampler
+
+        cfg = self.config
+        assert self.server is not None and self.feed is not None
+        server = self.server
+        journal = self.storage.journal if self.storage is not None else None
+        self.loop_sampler = LoopSampler(
+            sessions=lambda: server.sessions,
+            spool_dir=journal.spool.dir if journal is not None else None,
+        )
+        self.loop_sampler.start()
+        if self.storage is not None and cfg.metrics.db_poll_interval_s > 0:
+            from poolserver.telemetry_db import db_reader
+
+            feed = self.feed
+
+            def network_difficulty() -> float:
+                from stratum.difficulty import DIFF1
+
+                job = feed.current_job
+                return DIFF1 / job.network_target if job is not None else 0.0
+
+            self.db_poller = DbPoller(
+                db_reader(
+                    self.storage.engine,
+                    network=cfg.register.network or cfg.chain.network,
+                    pplns_k=cfg.payouts.pplns_k,
+                    network_difficulty=network_difficulty,
+                ),
+                interval_s=cfg.metrics.db_poll_interval_s,
+            )
+            self.db_poller.start()
+        sources = Sources(
+            self.stats,
+            feed=self.feed,
+            block_stats=self.block_sink.stats,
+            journal_stats=journal.stats if journal is not None else None,
+            rpc=self.rpc_stats,
+            loop=self.loop_sampler.snapshot,
+            db=self.db_poller,
+            notify=self.notify_seconds,
+        )
+        self.metrics_server, _ = start_metrics(
+            cfg.metrics.host, cfg.metrics.port, self.stats, sources=sources
+        )
+        addr = self.metrics_server.server_address
+        self.metrics_address = (addr[0], addr[1])
 
     async def _start_register(self) -> None:
         """License enforcement: the register's policy answers mining.authorize."""
@@ -292,6 +344,8 @@ class PoolApp:
     def _on_job(self, job: Job) -> None:
         assert self.server is not None
         took = self.server.new_job(job)
+        if job.clean_jobs:
+            self.notify_seconds.observe(took)
         log.info(
             "job %s height %d%s sent to %d miners in %.1f ms",
             job.job_id,
@@ -312,6 +366,9 @@ class PoolApp:
             await self.block_recovery.stop()
         if self.block_sink is not None:
             await self.block_sink.drain()
+        for sampler in (self.loop_sampler, self.db_poller):
+            if sampler is not None:
+                await sampler.stop()
         if self.payout_service is not None:
             await self.payout_service.stop()
         if self._unsubscribe_cutoff is not None:

@@ -156,6 +156,9 @@ class MetricsConfig:
     host: str = "127.0.0.1"
     port: int = 9108
     enabled: bool = True
+    # Ledger, payments, licenses and PPLNS fill are read from the database this often (seconds),
+    # never on a scrape; 0 = not at all (e.g. on all but one of several instances on a database).
+    db_poll_interval_s: float = 15.0
 
 
 @dataclass

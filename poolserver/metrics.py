@@ -1,54 +1,150 @@
-"""Prometheus endpoint for the Stratum counters (a seam for the telemetry issue).
+"""Prometheus exporter: every ``qazpool_`` family, read from the components' plain stats objects.
 
-``stratum`` keeps plain counters (``stratum.stats.StratumStats``); this module exposes them
-through a custom collector on its own registry, served by prometheus-client's HTTP server
-thread on ``[metrics]`` host:port (default 127.0.0.1:9108).
+Components keep plain counters (``stratum.stats.StratumStats``, the template feed's ``FeedStats``,
+the block submitter's ``BlockStats``, the journal's ``JournalStats``) and ``poolserver.telemetry``
+keeps what no component owns (node RPC latency, loop lag, workers by firmware, database figures
+polled periodically). ``PoolCollector`` turns them into families at scrape time on
+prometheus-client's HTTP server thread (``[metrics]`` host:port, default 127.0.0.1:9108); it only
+reads, copying dicts before iterating since the event loop thread writes them.
+
+Conventions: base units (seconds, bytes, satoshis, hashes), ``_total`` counters, bounded label
+values only (reject reasons from ``stratum.validate.Reject``, firmware families, configured node
+names, fixed state sets). ``FAMILIES`` lists every family name and type (tests and the dashboards'
+checks read it).
 """
 
 from __future__ import annotations
 
 import logging
+import platform
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
+import poolserver
+from poolserver.telemetry import (
+    FIRMWARE_LABELS,
+    NOTIFY_BUCKETS,
+    DbSnapshot,
+    Histogram,
+    LoopSnapshot,
+    RpcStats,
+    pplns_fill,
+)
 from stratum import hashcore
+from stratum.difficulty import DIFF1
 from stratum.stats import StratumStats
 
 log = logging.getLogger(__name__)
 
-
-# Gauges read from the template feed's and the block submitter's stats: (name, help, attribute).
-# Names and types are the exported ones; dashboards and tests read them.
-FEED_GAUGES = (
-    ("qazpool_node_up", "1 while the template source answers, 0 during an outage", "node_up"),
-    ("qazpool_template_fetch_errors", "Failed template fetches since start", "fetch_errors"),
-    ("qazpool_jobs_published", "Jobs built from templates since start", "jobs_published"),
-)
-BLOCK_GAUGES = (
-    ("qazpool_blocks_accepted", "Found blocks at least one node accepted", "accepted"),
-    ("qazpool_blocks_rejected", "Found blocks every answering node rejected", "rejected"),
-)
+HASHES_PER_DIFFICULTY = 2**32  # difficulty-1 share = 2^32 hashes on average
+BLOCK_OUTCOMES = ("accepted", "rejected", "inconclusive", "unsettled")
+REFUSAL_REASONS = ("banned", "per_ip_cap", "shutting_down")  # stratum.server's, exported as 0
 
 
-class StratumCollector(Collector):
-    def __init__(
-        self, stats: StratumStats, feed_stats: Any = None, block_stats: Any = None
-    ) -> None:
-        self.stats = stats
-        self.feed_stats = feed_stats  # poolserver.bitcoin.template_feed.FeedStats
-        self.block_stats = block_stats  # poolserver.bitcoin.blocks.BlockStats
+@dataclass
+class Sources:
+    """What the collector reads; ``None`` = that part of the pool is not running."""
+
+    stratum: StratumStats
+    feed: Any = None  # poolserver.bitcoin.template_feed.TemplateFeed (stats + current job)
+    feed_stats: Any = None  # FeedStats (when only the stats are at hand)
+    block_stats: Any = None  # poolserver.bitcoin.blocks.BlockStats
+    journal_stats: Any = None  # poolserver.storage.journal.JournalStats
+    rpc: RpcStats | None = None
+    loop: LoopSnapshot | None = None
+    db: Any = None  # telemetry.DbPoller (its .snapshot is replaced at each poll)
+    notify: Histogram = field(default_factory=lambda: Histogram(NOTIFY_BUCKETS))
+
+
+def _gauge(name: str, doc: str, value: float, unit: str = "") -> Metric:
+    g = GaugeMetricFamily(name, doc, unit=unit)
+    g.add_metric([], value)
+    return g
+
+
+def _counter(name: str, doc: str, value: float) -> Metric:
+    c = CounterMetricFamily(name, doc)
+    c.add_metric([], value)
+    return c
+
+
+def _labelled_counter(
+    name: str, doc: str, label: str, counts: dict[str, Any], keys: tuple[str, ...] = ()
+) -> Metric:
+    c = CounterMetricFamily(name, doc, labels=[label])
+    values = {k: 0 for k in keys}
+    values.update(dict(counts))  # copy: the event loop thread mutates it
+    for key, value in sorted(values.items()):
+        c.add_metric([str(key)], value)
+    return c
+
+
+def _labelled_gauge(name: str, doc: str, labels: list[str], values: dict[Any, Any]) -> Metric:
+    g = GaugeMetricFamily(name, doc, labels=labels)
+    for key, value in sorted(dict(values).items(), key=lambda kv: str(kv[0])):
+        g.add_metric(list(key) if isinstance(key, tuple) else [str(key)], value)
+    return g
+
+
+def _histogram(
+    name: str,
+    doc: str,
+    h: Histogram,
+    labels: list[str] | None = None,
+    label_values: list[str] | None = None,
+    family: HistogramMetricFamily | None = None,
+) -> HistogramMetricFamily:
+    fam = family or HistogramMetricFamily(name, doc, labels=labels)
+    fam.add_metric(label_values or [], h.cumulative(), h.total)
+    return fam
+
+
+class PoolCollector(Collector):
+    def __init__(self, sources: Sources) -> None:
+        self.s = sources
 
     def collect(self) -> Iterator[Metric]:
-        s = self.stats
-        info = GaugeMetricFamily(
+        yield from self._build()
+        yield from self._stratum()
+        yield from self._feed()
+        yield from self._blocks()
+        yield from self._journal()
+        yield from self._rpc()
+        yield from self._loop()
+        yield from self._db()
+
+    # ---- families ---------------------------------------------------------------------------
+    def _build(self) -> Iterator[Metric]:
+        info = InfoMetricFamily("qazpool_build", "Pool version, hash core and Python in use")
+        info.add_metric(
+            [],
+            {
+                "version": poolserver.__version__,
+                "hashcore": hashcore.backend(),
+                "python": platform.python_version(),
+            },
+        )
+        yield info
+        core = GaugeMetricFamily(
             "qazpool_hashcore_info", "SHA-256 path of the share hash core", labels=["backend"]
         )
-        info.add_metric([hashcore.backend()], 1)
-        yield info
+        core.add_metric([hashcore.backend()], 1)
+        yield core
+
+    def _stratum(self) -> Iterator[Metric]:
+        s = self.s.stratum
         yield _gauge(
             "qazpool_stratum_connections_open", "Open Stratum connections", s.connections_current
         )
@@ -58,28 +154,38 @@ class StratumCollector(Collector):
             s.authorized_current,
         )
         yield _counter("qazpool_stratum_connections", "Accepted connections", s.connections_total)
-        yield _labelled(
+        yield _labelled_counter(
             "qazpool_stratum_connections_refused",
             "Refused connections",
             "reason",
             s.connections_refused,
+            REFUSAL_REASONS,
         )
-        yield _labelled(
-            "qazpool_stratum_disconnects", "Closed connections", "reason", s.disconnects
+        yield _labelled_counter(
+            "qazpool_stratum_disconnects", "Closed connections by reason", "reason", s.disconnects
         )
-        yield _labelled(
+        shares = dict(s.shares)
+        yield _labelled_counter(
             "qazpool_stratum_shares",
-            "Submitted shares by result (accepted or the reject reason)",
+            "Submitted shares by result (accepted or the validator's reject reason)",
             "result",
-            s.shares,
+            shares,
+            ("accepted",),
         )
-        yield _labelled(
+        difficulty = dict(s.share_difficulty)
+        yield _labelled_counter(
             "qazpool_stratum_share_difficulty",
             "Summed difficulty of submitted shares by result",
             "result",
-            s.share_difficulty,
+            difficulty,
+            ("accepted",),
         )
-        yield _labelled(
+        yield _counter(
+            "qazpool_stratum_accepted_work_hashes",
+            "Expected hashes behind accepted shares (difficulty x 2^32); rate() is the hashrate",
+            float(difficulty.get("accepted", 0.0)) * HASHES_PER_DIFFICULTY,
+        )
+        yield _labelled_counter(
             "qazpool_stratum_protocol_errors", "Protocol errors by kind", "kind", s.protocol_errors
         )
         yield _counter("qazpool_stratum_blocks_found", "Block candidates found", s.blocks_found)
@@ -91,33 +197,233 @@ class StratumCollector(Collector):
             "Time to write the last job to every miner",
             s.last_broadcast_seconds,
         )
-        yield _gauge("qazpool_stratum_bans", "Currently banned IPs", s.bans_current)
+        yield _histogram(
+            "qazpool_stratum_new_block_notify_seconds",
+            "New block template to clean job written to every miner",
+            self.s.notify,
+        )
+        yield _gauge("qazpool_stratum_banned", "Currently banned IPs and names", s.bans_current)
+        yield _counter("qazpool_stratum_bans", "Bans imposed", s.bans_total)
         yield _counter(
             "qazpool_stratum_share_sink_errors", "Shares the sink refused", s.sink_errors
         )
-        for source, table in ((self.feed_stats, FEED_GAUGES), (self.block_stats, BLOCK_GAUGES)):
-            if source is not None:
-                for name, doc, attr in table:
-                    yield _gauge(name, doc, float(getattr(source, attr)))
+        yield _counter(
+            "qazpool_stratum_share_check_batches",
+            "Batches of shares hashed by the core",
+            s.check_batches,
+        )
+        yield _counter(
+            "qazpool_stratum_checked_shares", "Shares hashed by the core", s.checked_shares
+        )
 
+    def _feed(self) -> Iterator[Metric]:
+        feed = self.s.feed
+        fs = feed.stats if feed is not None else self.s.feed_stats
+        if fs is None:
+            return
+        yield _gauge(
+            "qazpool_node_up",
+            "1 while the template source answers, 0 during an outage",
+            1.0 if fs.node_up else 0.0,
+        )
+        yield _counter("qazpool_templates_fetched", "Block templates fetched", fs.templates_fetched)
+        yield _counter("qazpool_template_fetch_errors", "Failed template fetches", fs.fetch_errors)
+        yield _counter("qazpool_jobs_published", "Jobs built from templates", fs.jobs_published)
+        yield _counter(
+            "qazpool_chain_new_blocks", "New chain tips seen (prevhash changes)", fs.new_blocks
+        )
+        outage = fs.outage_since
+        yield _gauge(
+            "qazpool_node_outage_seconds",
+            "Seconds the template source has been down",
+            max(0.0, time.time() - outage) if outage and not fs.node_up else 0.0,
+        )
+        if fs.last_job_at:
+            yield _gauge(
+                "qazpool_template_age_seconds",
+                "Seconds since the last job was built",
+                max(0.0, time.time() - fs.last_job_at),
+            )
+        job = feed.current_job if feed is not None else None
+        if job is not None:
+            yield _gauge("qazpool_chain_height", "Height of the block being mined", job.height)
+            target = job.network_target or 1
+            yield _gauge(
+                "qazpool_network_difficulty",
+                "Network difficulty of the current job",
+                DIFF1 / target,
+            )
+            yield _gauge(
+                "qazpool_template_transactions",
+                "Transactions in the current template",
+                len(job.template.transactions),
+            )
+            yield _gauge(
+                "qazpool_template_coinbase_value_satoshis",
+                "Coinbase value (subsidy + fees) of the current template",
+                job.template.coinbase_value,
+            )
 
-def _gauge(name: str, doc: str, value: float) -> Metric:
-    g = GaugeMetricFamily(name, doc)
-    g.add_metric([], value)
-    return g
+    def _blocks(self) -> Iterator[Metric]:
+        bs = self.s.block_stats
+        if bs is None:
+            return
+        yield _counter("qazpool_blocks_found", "Found blocks persisted for submission", bs.found)
+        yield _labelled_counter(
+            "qazpool_block_submissions",
+            "Found blocks by submit outcome",
+            "outcome",
+            {o: getattr(bs, o) for o in BLOCK_OUTCOMES},
+        )
+        yield _counter(
+            "qazpool_block_submit_errors", "submitblock calls that failed", bs.submit_errors
+        )
 
+    def _journal(self) -> Iterator[Metric]:
+        js = self.s.journal_stats
+        if js is None:
+            return
+        yield _counter(
+            "qazpool_journal_committed_shares",
+            "Shares committed directly to the database",
+            js.committed,
+        )
+        yield _counter(
+            "qazpool_journal_spooled_shares",
+            "Shares acknowledged from the disk spool (database unavailable)",
+            js.spooled,
+        )
+        yield _counter(
+            "qazpool_journal_replayed_shares",
+            "Spooled shares inserted into the database at replay",
+            js.replayed,
+        )
+        yield _counter("qazpool_journal_flushes", "Group-commit batches written", js.batches)
+        yield _counter(
+            "qazpool_journal_db_failures", "Batches the database refused", js.db_failures
+        )
 
-def _counter(name: str, doc: str, value: float) -> Metric:
-    c = CounterMetricFamily(name, doc)
-    c.add_metric([], value)
-    return c
+    def _rpc(self) -> Iterator[Metric]:
+        rs = self.s.rpc
+        if rs is None:
+            return
+        up = GaugeMetricFamily(
+            "qazpool_node_rpc_up", "1 if the node answered its last RPC", labels=["node"]
+        )
+        calls = CounterMetricFamily(
+            "qazpool_node_rpc_calls", "RPC calls by node and method", labels=["node", "method"]
+        )
+        errors = CounterMetricFamily(
+            "qazpool_node_rpc_errors", "Failed RPC calls by kind", labels=["node", "method", "kind"]
+        )
+        latency = HistogramMetricFamily(
+            "qazpool_node_rpc_duration_seconds",
+            "RPC round trip by node and method",
+            labels=["node", "method"],
+        )
+        for name, ns in sorted(dict(rs.nodes).items()):
+            up.add_metric([name], 1.0 if ns.up else 0.0)
+            for method, n in sorted(dict(ns.calls).items()):
+                calls.add_metric([name, method], n)
+            for (method, kind), n in sorted(dict(ns.errors).items()):
+                errors.add_metric([name, method, kind], n)
+            for method, h in sorted(dict(ns.latency).items()):
+                latency.add_metric([name, method], h.cumulative(), h.total)
+        yield from (up, calls, errors, latency)
 
+    def _loop(self) -> Iterator[Metric]:
+        ls = self.s.loop
+        if ls is None:
+            return
+        yield _histogram(
+            "qazpool_event_loop_lag_seconds", "How late the event loop wakes a short sleep", ls.lag
+        )
+        yield _gauge(
+            "qazpool_event_loop_last_lag_seconds", "The last loop lag sample", ls.last_lag_seconds
+        )
+        workers = {f: 0 for f in FIRMWARE_LABELS}
+        workers.update(ls.workers_by_firmware)
+        yield _labelled_gauge(
+            "qazpool_stratum_authorized_workers",
+            "Authorized workers by firmware family (from the user agent)",
+            ["firmware"],
+            workers,
+        )
+        if self.s.journal_stats is not None:
+            yield _gauge(
+                "qazpool_journal_spool_bytes",
+                "Acknowledged shares waiting in the disk spool",
+                ls.spool_bytes,
+            )
+            yield _gauge(
+                "qazpool_journal_spool_files", "Spool files waiting for replay", ls.spool_files
+            )
 
-def _labelled(name: str, doc: str, label: str, counts: dict[str, Any]) -> Metric:
-    c = CounterMetricFamily(name, doc, labels=[label])
-    for key, value in dict(counts).items():  # copy: the event loop thread mutates it
-        c.add_metric([key], value)
-    return c
+    def _db(self) -> Iterator[Metric]:
+        poller = self.s.db
+        if poller is None:
+            return
+        d: DbSnapshot = poller.snapshot
+        yield _counter(
+            "qazpool_db_poll_errors", "Failed periodic reads of the database figures", d.errors
+        )
+        if not d.ok:
+            return
+        yield _gauge(
+            "qazpool_db_poll_timestamp_seconds",
+            "Unix time of the last successful read of the database figures",
+            d.polled_at,
+        )
+        yield _gauge(
+            "qazpool_db_poll_duration_seconds",
+            "Duration of the last read of the database figures",
+            d.poll_seconds,
+        )
+        yield _labelled_gauge(
+            "qazpool_ledger_balance_satoshis",
+            "Ledger balances: immature (allocated, not yet credited), mature "
+            "(credited to miners, not paid), pending_payout (in unsettled "
+            "payments), pool (the pool's own account)",
+            ["state"],
+            d.ledger_satoshis,
+        )
+        yield _labelled_gauge(
+            "qazpool_payments", "Payment batches by status", ["status"], d.payments
+        )
+        yield _labelled_gauge(
+            "qazpool_payment_amount_satoshis",
+            "Satoshis in payment batches by status",
+            ["status"],
+            d.payment_satoshis,
+        )
+        yield _labelled_gauge(
+            "qazpool_found_blocks",
+            "Found blocks in the database by status",
+            ["status"],
+            d.found_blocks,
+        )
+        yield _labelled_gauge(
+            "qazpool_miners_by_license_state",
+            "Registered miners by license state now",
+            ["state"],
+            d.miners_by_license_state,
+        )
+        yield _labelled_gauge(
+            "qazpool_licenses_expiring",
+            "Miners whose license in force ends within N days (cumulative)",
+            ["within_days"],
+            {str(k): v for k, v in d.licenses_expiring.items()},
+        )
+        yield _gauge(
+            "qazpool_pplns_window_difficulty",
+            "PPLNS window N = pplns_k x network difficulty",
+            d.pplns_window_difficulty,
+        )
+        yield _gauge(
+            "qazpool_pplns_window_fill_ratio",
+            "Share difficulty present in the PPLNS window / N (1 = full)",
+            pplns_fill(d.pplns_window_work_difficulty, d.pplns_window_difficulty),
+        )
 
 
 def start_metrics(
@@ -127,13 +433,16 @@ def start_metrics(
     *,
     feed_stats: Any = None,
     block_stats: Any = None,
+    sources: Sources | None = None,
 ) -> tuple[Any, CollectorRegistry]:
     """Serve /metrics on host:port in a daemon thread; returns (http server, registry).
 
-    ``feed_stats`` / ``block_stats`` (the template feed's and the block submitter's counters)
-    add the gauges in ``FEED_GAUGES`` / ``BLOCK_GAUGES``."""
+    ``sources`` carries every stats object; ``feed_stats`` / ``block_stats`` are the short form
+    for callers that have only those. Process metrics (``qazpool_process_*``) come with it."""
+    src = sources or Sources(stats, feed_stats=feed_stats, block_stats=block_stats)
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(StratumCollector(stats, feed_stats, block_stats))
+    registry.register(PoolCollector(src))
+    ProcessCollector(namespace="qazpool", registry=registry)
     result = start_http_server(port, addr=host, registry=registry)
     server = result[0] if isinstance(result, tuple) else result
     bound = server.server_address if server is not None else (host, port)

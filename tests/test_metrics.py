@@ -35,3 +35,72 @@ def test_metrics_are_valid_openmetrics_and_report_the_hash_core():
     assert families["qazpool_stratum_connections"].type == "counter"
     accepted = [s for s in families["qazpool_stratum_shares"].samples if s.name.endswith("_total")]
     assert any(s.labels == {"result": "accepted"} and s.value == 1 for s in accepted)
+
+
+async def test_running_pool_metrics_pass_promtool_and_cover_the_families(tmp_path):
+    """The real /metrics of a pool that miners are mining on passes ``promtool check metrics``
+    (Debian's prometheus package) and carries at least 40 qazpool_ families."""
+    import asyncio
+    import subprocess
+
+    from tests.conftest import wait_until
+    from tests.telemetry_support import http_get, mined_pool, tool
+
+    promtool = tool("promtool")
+    async with mined_pool(tmp_path) as (app, _fake, _mining):
+        await wait_until(lambda: app.stats.shares["accepted"] >= 4, timeout=60)
+        rejected = lambda: sum(n for r, n in app.stats.shares.items() if r != "accepted")  # noqa: E731
+        await wait_until(lambda: rejected() >= 1, timeout=60)
+        await wait_until(lambda: app.db_poller.snapshot.polls >= 2, timeout=60)
+        host, port = app.metrics_address
+        body = await asyncio.to_thread(http_get, f"http://{host}:{port}/metrics")
+    check = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True)
+    assert check.returncode == 0 and not check.stdout.strip() and not check.stderr.strip(), (
+        check.stdout + check.stderr
+    ).decode()
+    text = body.decode()
+    types = dict(line.split()[2:4] for line in text.splitlines() if line.startswith("# TYPE "))
+    assert all(name.startswith("qazpool_") for name in types), sorted(types)
+    assert len(types) >= 40, sorted(types)
+    for family, kind in {
+        "qazpool_build_info": "gauge",
+        "qazpool_stratum_accepted_work_hashes_total": "counter",
+        "qazpool_node_rpc_duration_seconds": "histogram",
+        "qazpool_event_loop_lag_seconds": "histogram",
+        "qazpool_ledger_balance_satoshis": "gauge",
+        "qazpool_process_cpu_seconds_total": "counter",
+    }.items():
+        assert types.get(family) == kind, (family, types.get(family))
+    assert 'qazpool_stratum_authorized_workers{firmware="cgminer"} 1.0' in text
+    assert 'qazpool_stratum_authorized_workers{firmware="bitaxe"} 1.0' in text
+    assert any(  # the miss-the-target share, under the validator's reject label
+        line.startswith("qazpool_stratum_shares_total{") and "accepted" not in line
+        for line in text.splitlines()
+    )
+    assert 'qazpool_node_rpc_up{node="' in text and "qazpool_pplns_window_fill_ratio 1.0" in text
+
+
+async def test_db_figures_can_be_turned_off_on_all_but_one_instance(tmp_path):
+    """[metrics].db_poll_interval_s = 0: this instance reads nothing from the database for the
+    metrics (several instances on one database: one exports the ledger and license gauges)."""
+    import asyncio
+
+    from poolserver.app import PoolApp
+    from poolserver.config import config_from_dict
+    from tests.fake_bitcoind import FakeBitcoind
+    from tests.telemetry_support import http_get, pool_config
+
+    fake = await FakeBitcoind().start()
+    cfg = pool_config(tmp_path, fake)
+    cfg["metrics"]["db_poll_interval_s"] = 0
+    app = PoolApp(config_from_dict(cfg))
+    await app.start()
+    try:
+        host, port = app.metrics_address
+        text = (await asyncio.to_thread(http_get, f"http://{host}:{port}/metrics")).decode()
+    finally:
+        await app.stop()
+        await fake.stop()
+    assert app.db_poller is None
+    assert "qazpool_ledger_balance_satoshis" not in text and "qazpool_db_poll" not in text
+    assert "qazpool_stratum_connections_open" in text and "qazpool_event_loop_lag" in text

@@ -75,7 +75,8 @@ async def test_pool_end_to_end_share_and_block(tmp_path):
         text = body.decode()
         assert 'qazpool_stratum_shares_total{result="accepted"} 1.0' in text
         assert "qazpool_stratum_blocks_found_total 1.0" in text
-        assert "qazpool_node_up 1.0" in text and "qazpool_blocks_accepted 1.0" in text
+        assert "qazpool_node_up 1.0" in text
+        assert 'qazpool_block_submissions_total{outcome="accepted"} 1.0' in text
         # a new block on the node reaches the miner as a clean job
         fake.new_block()
         job2 = job
