@@ -143,7 +143,7 @@ async def test_database_figures_from_ledger_payments_blocks_and_licenses(engine)
                                created_at=NOW) for k, a, kind, amt, bid in entries])  # fmt: skip
         s.add_all([
             Share(uid=bytes([i]) * 16, account="acme", worker="w", session_id="s", peer="p",
-                  job_id="j", height=1, difficulty=d, share_hash=b"\0" * 32, is_block=False,
+                  job_id="j", height=1, difficulty=d, share_hash=bytes([i]) * 32, is_block=False,
                   created_at=NOW)
             for i, d in enumerate((2.0, 3.0), start=1)
         ])  # fmt: skip
