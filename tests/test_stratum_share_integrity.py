@@ -280,3 +280,16 @@ async def test_share_the_storage_already_holds_is_a_duplicate(sink_cls):
     finally:
         await c.close()
         await server.shutdown()
+
+
+@pytest.mark.parametrize("size", [0, 1, 5, 8, 200, 5000])
+def test_hash_core_hashes_extranonce2_of_any_length(size):
+    """A wrong-size extranonce2 is hashed (then refused): the C core takes any length and
+    agrees with the hashlib reference."""
+    from stratum import _hashcore_py
+
+    job = fixture_job()
+    target = b"\xff" * 32
+    item = (job.coinb1, b"\x01\x02\x03\x04", os.urandom(size), job.coinb2, job.branch,
+            job.version, job.prevhash, job.ntime, job.nbits, 7, target, target, 0, 0)  # fmt: skip
+    assert hashcore.check_shares([item]) == _hashcore_py.check_shares([item])
