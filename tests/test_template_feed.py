@@ -4,6 +4,7 @@ wake-up, ZMQ hashblock, periodic refresh, node outage (last job kept) and recove
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 
@@ -197,6 +198,26 @@ async def test_embedded_chain_end_to_end_through_config(tmp_path):
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert (tmp_path / "embedded-chain.jsonl").exists()
+
+
+async def test_embedded_chain_refresh_keeps_the_job_while_nothing_changed(tmp_path):
+    cfg = config_from_dict(
+        {"pool": {"data_dir": str(tmp_path)}, "chain": {"bits": "207fffff"}},
+    )
+    cfg = dataclasses.replace(cfg, node=dataclasses.replace(cfg.node, template_refresh_s=0.02))
+    rpc = rpc_from_config(cfg)
+    feed = feed_from_config(cfg, rpc)
+    task = asyncio.create_task(feed.run())
+    try:
+        job = await feed.wait_for_job(5)
+        await wait_until(lambda: feed.stats.templates_fetched >= 4)
+        assert feed.current_job is job and feed.stats.jobs_published == 1
+        rpc.generatetoaddress(1, cfg.chain.payout_address)
+        await wait_until(lambda: feed.current_job.height == 2)
+        assert feed.stats.jobs_published == 2
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 def test_config_errors_name_the_field():
