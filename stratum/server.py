@@ -488,7 +488,7 @@ class StratumServer:
             if reason is not None:
                 session.share_done()
                 self._inflight -= 1
-                if is_block:
+                if is_block and h not in tip.blocks:
                     # Hash first: a block solve is submitted even though the share is refused.
                     seen.add(h)
                     stats.blocks_found_rejected += 1
@@ -511,7 +511,9 @@ class StratumServer:
                 created_at=created,
                 user_agent=session.user_agent,
             )
-            candidate = self._candidate(p, h, account, worker) if is_block else None
+            candidate = None
+            if is_block and h not in tip.blocks:
+                candidate = self._candidate(p, h, account, worker)
             accepted.append(_Credit(p, share, candidate, tip))
         if accepted:
             self.spawn(self._record(accepted, now_mono))
@@ -548,7 +550,9 @@ class StratumServer:
         name = sub.worker if sub.worker in p.session.workers else next(iter(p.session.workers))
         account, worker = p.session.workers[name]
         log.warning("share refused (%s) is a block solve: submitting it", reason.label)
-        if not await self._block_found(self._candidate(p, h, account, worker)):
+        if await self._block_found(self._candidate(p, h, account, worker)):
+            tip.blocks.add(h)
+        else:
             tip.seen.discard(h)  # not recorded: a resubmission must find it again
 
     async def _record(self, accepted: Sequence[_Credit], now: float) -> None:
@@ -558,11 +562,13 @@ class StratumServer:
         try:
             kept = []
             for item in accepted_all:
-                if item.candidate is not None and not await self._block_found(item.candidate):
-                    # Never answer true for a block that is not durably recorded: the miner
-                    # sees the error (and the operator the log) instead of a silent loss.
-                    self._not_recorded(item)
-                    continue
+                if item.candidate is not None:
+                    if not await self._block_found(item.candidate):
+                        # Never answer true for a block that is not durably recorded: the miner
+                        # sees the error (and the operator the log) instead of a silent loss.
+                        self._not_recorded(item)
+                        continue
+                    item.tip.blocks.add(item.share.share_hash)
                 kept.append(item)
             accepted = kept
             outcomes = await self._put(accepted)

@@ -23,14 +23,17 @@ from stratum.jobs import notify_params
 
 
 class Tip:
-    """One chain tip: its jobs (by id, oldest first) and its duplicate set."""
+    """One chain tip: its jobs (by id, oldest first), its duplicate set, and the block hashes
+    already handed to the block sink (a share resubmitted after its record failed is not a
+    second submission of the block)."""
 
-    __slots__ = ("current", "entries", "prevhash", "seen")
+    __slots__ = ("blocks", "current", "entries", "prevhash", "seen")
 
     def __init__(self, prevhash: bytes) -> None:
         self.prevhash = prevhash
         self.entries: OrderedDict[str, JobEntry] = OrderedDict()
         self.seen: set[bytes] = set()
+        self.blocks: set[bytes] = set()
         self.current = True
 
     def retire(self) -> None:

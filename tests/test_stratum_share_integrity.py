@@ -293,3 +293,23 @@ def test_hash_core_hashes_extranonce2_of_any_length(size):
     item = (job.coinb1, b"\x01\x02\x03\x04", os.urandom(size), job.coinb2, job.branch,
             job.version, job.prevhash, job.ntime, job.nbits, 7, target, target, 0, 0)  # fmt: skip
     assert hashcore.check_shares([item]) == _hashcore_py.check_shares([item])
+
+
+async def test_block_share_not_recorded_is_resubmitted_without_a_second_block():
+    """The block reached the block sink but the share sink failed: the resubmitted share is
+    accepted (credited once) and the block is not handed over a second time."""
+    sink = _FlakySink(failures=1)
+    server, port, _, blocks = await start_server(job=fixture_job(), sink=sink)
+    c = await _miner(port)
+    try:
+        job = c.last_job
+        found = _solve(c, job)
+        reply = await c.request("mining.submit", found.params(c.worker, job.job_id))
+        assert reply["error"][1] == "Share could not be recorded, please resubmit"
+        assert (await c.request("mining.submit", found.params(c.worker, job.job_id)))["result"]
+        assert [s.share_hash for s in sink.shares] == [found.hash] and sink.shares[0].is_block
+        assert [b.block_hash for b in blocks.candidates] == [found.hash]
+        assert server.stats.blocks_found == 1
+    finally:
+        await c.close()
+        await server.shutdown()
