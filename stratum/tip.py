@@ -121,7 +121,8 @@ class TipBook:
             self._drop_tip(tips.popitem(last=False)[1])
         while len(self._by_id) > self.max_jobs:
             oldest = next(iter(tips.values()))
-            job_id, _ = oldest.entries.popitem(last=False)
-            del self._by_id[job_id]
-            if not oldest.entries:
+            if oldest.entries:
+                job_id, _ = oldest.entries.popitem(last=False)
+                del self._by_id[job_id]
+            if not oldest.entries:  # (also a tip whose only job id was reused on a newer tip)
                 self._drop_tip(tips.popitem(last=False)[1])
