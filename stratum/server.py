@@ -451,7 +451,8 @@ class StratumServer:
         items = []
         for p in batch:
             sub = p.sub
-            job = sub.ref.job
+            ref = sub.ref
+            job = ref.job
             items.append(
                 (
                     job.coinb1,
@@ -465,7 +466,7 @@ class StratumServer:
                     job.nbits,
                     sub.nonce,
                     share_target(sub.difficulty),
-                    sub.ref.network_target,
+                    ref.network_target,
                     sub.version_bits,
                     sub.hash_mask,
                 )

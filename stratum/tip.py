@@ -20,6 +20,7 @@ from collections import OrderedDict
 from stratum import hashcore, protocol
 from stratum.interfaces import Job
 from stratum.jobs import notify_params
+from stratum.validate import MAX_NTIME_ROLL_S
 
 
 class Tip:
@@ -45,12 +46,25 @@ class Tip:
 class JobEntry:
     """A job as the share path needs it, encoded once."""
 
-    __slots__ = ("clean", "job", "network_target", "notify_line", "resend_line", "tip")
+    __slots__ = (
+        "clean",
+        "job",
+        "network_target",
+        "notify_line",
+        "ntime_max",
+        "ntime_min",
+        "resend_line",
+        "tip",
+    )
 
     def __init__(self, job: Job, tip: Tip, clean: bool) -> None:
         self.job = job
         self.tip = tip
         self.clean = clean  # broadcast with clean_jobs=true (a new tip or job.clean_jobs)
+        # the ntime window of spec §10.3: from the job's ntime (or GBT mintime if later) to
+        # job ntime + 7000 (ckpool); the 2 h past-now bound is checked against the clock
+        self.ntime_min = max(job.ntime, job.template.mintime)
+        self.ntime_max = job.ntime + MAX_NTIME_ROLL_S
         self.network_target = hashcore.target_bytes(job.network_target)
         params = notify_params(job)
         params[8] = clean

@@ -35,6 +35,8 @@ class JobRef(Protocol):
     """What validation needs to know about a job in the pool's table (``stratum.tip.JobEntry``)."""
 
     job: Job
+    ntime_min: int  # the job's ntime, or GBT mintime if later
+    ntime_max: int  # the job's ntime + MAX_NTIME_ROLL_S
 
     @property
     def stale(self) -> bool: ...
@@ -169,15 +171,16 @@ def precheck(
         return Reject.BAD_NTIME
     if not _hexu32(nonce_hex):
         return Reject.BAD_NONCE
-    vb_hex = params[5] if len(params) == 6 else "00000000"
-    if not _hexu32(vb_hex):
-        return Reject.BAD_VERSION_BITS
-    job = ref.job
+    if len(params) == 6:
+        vb_hex = params[5]
+        if not _hexu32(vb_hex):
+            return Reject.BAD_VERSION_BITS
+        version_bits = int(vb_hex, 16)
+        outside = version_bits & ~version_mask & 0xFFFFFFFF
+    else:
+        vb_hex = "00000000"
+        version_bits = outside = 0
     ntime = int(ntime_hex, 16)
-    version_bits = int(vb_hex, 16)
-    outside = version_bits & ~version_mask & 0xFFFFFFFF
-    # Bits outside the mask are hashed as the miner set them (so a block is still found).
-    hash_mask = version_mask | outside
     diff = session_jobs.get(job_id)
     if diff is None:
         diff = difficulty if difficulty is not None else min(session_jobs.values(), default=1.0)
@@ -194,16 +197,11 @@ def precheck(
         reject = Reject.BAD_NONCE
     elif len(vb_hex) != 8:
         reject = Reject.BAD_VERSION_BITS
-    elif (
-        ntime < job.ntime
-        or ntime > job.ntime + MAX_NTIME_ROLL_S
-        or ntime > now + MAX_FUTURE_DRIFT_S
-        or ntime < job.template.mintime
-    ):
+    elif ntime < ref.ntime_min or ntime > ref.ntime_max or ntime > now + MAX_FUTURE_DRIFT_S:
         reject = Reject.NTIME_OUT_OF_RANGE
     # BIP310: bits outside the mask are refused, except a miner that sends the full rolled
     # version (outside bits equal to the job's own) instead of only the rolled bits.
-    elif outside and outside != job.version & ~version_mask & 0xFFFFFFFF:
+    elif outside and outside != ref.job.version & ~version_mask & 0xFFFFFFFF:
         reject = Reject.VERSION_MASK
     return Submission(
         worker,
@@ -213,7 +211,8 @@ def precheck(
         ntime,
         int(nonce_hex, 16),
         version_bits,
-        hash_mask,
+        # Bits outside the mask are hashed as the miner set them (so a block is still found).
+        version_mask | outside,
         reject,
     )
 
