@@ -100,18 +100,9 @@ class _Pending:
         self.extranonce1 = session.extranonce1  # as the miner had it when it submitted
 
 
-class _Credit:
-    """A share that passed every check, on its way to the sink (and its tip's duplicate set)."""
-
-    __slots__ = ("candidate", "pending", "share", "tip")
-
-    def __init__(
-        self, pending: _Pending, share: AcceptedShare, candidate: BlockCandidate | None, tip: Tip
-    ) -> None:
-        self.pending = pending
-        self.share = share
-        self.candidate = candidate
-        self.tip = tip
+# A share that passed every check, on its way to the sink: (pending, share, block candidate,
+# the tip whose duplicate set holds it). A plain tuple: one per accepted share.
+_Credit = tuple[_Pending, AcceptedShare, BlockCandidate | None, Tip]
 
 
 class StratumServer:
@@ -515,7 +506,7 @@ class StratumServer:
             candidate = None
             if is_block and h not in tip.blocks:
                 candidate = self._candidate(p, h, account, worker)
-            accepted.append(_Credit(p, share, candidate, tip))
+            accepted.append((p, share, candidate, tip))
         if accepted:
             self.spawn(self._record(accepted, now_mono))
         elif self._inflight == 0:
@@ -563,21 +554,28 @@ class StratumServer:
         try:
             kept = []
             for item in accepted_all:
-                if item.candidate is not None:
-                    if not await self._block_found(item.candidate):
+                candidate = item[2]
+                if candidate is not None:
+                    if not await self._block_found(candidate):
                         # Never answer true for a block that is not durably recorded: the miner
                         # sees the error (and the operator the log) instead of a silent loss.
                         self._not_recorded(item)
                         continue
-                    item.tip.blocks.add(item.share.share_hash)
+                    item[3].blocks.add(item[1].share_hash)
                 kept.append(item)
             accepted = kept
             outcomes = await self._put(accepted)
             for item, outcome in zip(accepted, outcomes, strict=True):
-                p = item.pending
+                p, share = item[0], item[1]
                 session = p.session
-                share = item.share
-                if isinstance(outcome, DuplicateShare):
+                if outcome is None:
+                    session.share_done()
+                    stats.share("accepted", share.difficulty)
+                    session.send(protocol.true_reply(p.req_id))
+                    self._count_submit(session, None)
+                    if not session.closed:
+                        session.record_accepted(share.difficulty, now)
+                elif isinstance(outcome, DuplicateShare):
                     # The sink already holds this header hash (a restart, another instance):
                     # not credited, not acked; it stays in the duplicate set.
                     session.share_done()
@@ -585,17 +583,9 @@ class StratumServer:
                     log.info("share %s from %s is already stored", share.share_hash[::-1].hex(),
                              session.peer)  # fmt: skip
                     self.rejected(session, p.req_id, Reject.DUPLICATE, share.difficulty)
-                    continue
-                if outcome is not None:
+                else:
                     log.error("share sink failed for %s: %r", session.peer, outcome)
                     self._not_recorded(item)
-                    continue
-                session.share_done()
-                stats.share("accepted", share.difficulty)
-                session.send(protocol.true_reply(p.req_id))
-                self._count_submit(session, None)
-                if not session.closed:
-                    session.record_accepted(share.difficulty, now)
         finally:
             self._inflight -= len(accepted_all)
             if self._inflight == 0 and not self._pending:
@@ -604,7 +594,7 @@ class StratumServer:
     async def _put(self, accepted: Sequence[_Credit]) -> list[BaseException | None]:
         """Store the shares; one outcome per share: None (stored) or the exception (a
         ``DuplicateShare`` when the sink already holds it, else a failure)."""
-        shares = [item.share for item in accepted]
+        shares = [item[1] for item in accepted]
         if not shares:
             return []
         put_many = getattr(self.sink, "put_many", None)
@@ -636,11 +626,11 @@ class StratumServer:
     def _not_recorded(self, item: _Credit) -> None:
         """The sink could not store the share: answer "resubmit" and forget its hash, or the
         resubmission would be judged a duplicate (and count toward the invalid-share ban)."""
-        p = item.pending
-        item.tip.seen.discard(item.share.share_hash)
+        p, share, _, tip = item
+        tip.seen.discard(share.share_hash)
         p.session.share_done()
         self.stats.sink_errors += 1
-        self.rejected(p.session, p.req_id, Reject.NOT_RECORDED, item.share.difficulty)
+        self.rejected(p.session, p.req_id, Reject.NOT_RECORDED, share.difficulty)
 
     async def _block_found(self, candidate: BlockCandidate) -> bool:
         """Hand the block to the block sink; False if it could not be recorded durably."""

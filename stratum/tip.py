@@ -16,6 +16,7 @@ and a tip without jobs is retired with all it holds.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 
 from stratum import hashcore, protocol
 from stratum.interfaces import Job
@@ -41,6 +42,8 @@ class Tip:
         """No longer the current tip: its shares are stale, its duplicate set is freed."""
         self.current = False
         self.seen = set()
+        for entry in self.entries.values():
+            entry.stale = True
 
 
 class JobEntry:
@@ -54,6 +57,7 @@ class JobEntry:
         "ntime_max",
         "ntime_min",
         "resend_line",
+        "stale",
         "tip",
     )
 
@@ -61,6 +65,7 @@ class JobEntry:
         self.job = job
         self.tip = tip
         self.clean = clean  # broadcast with clean_jobs=true (a new tip or job.clean_jobs)
+        self.stale = not tip.current  # set by Tip.retire (a plain attribute: the share path)
         # the ntime window of spec §10.3: from the job's ntime (or GBT mintime if later) to
         # job ntime + 7000 (ckpool); the 2 h past-now bound is checked against the clock
         self.ntime_min = max(job.ntime, job.template.mintime)
@@ -72,15 +77,11 @@ class JobEntry:
         params[8] = False
         self.resend_line = protocol.notify_params_line(params)
 
-    @property
-    def stale(self) -> bool:
-        return not self.tip.current
-
 
 class TipBook:
     """The pool's job table, grouped by chain tip."""
 
-    __slots__ = ("_by_id", "current", "max_jobs", "max_tips", "tips")
+    __slots__ = ("_by_id", "current", "find", "max_jobs", "max_tips", "tips")
 
     def __init__(self, max_jobs: int = 64, max_tips: int = 4) -> None:
         if max_jobs < 1 or max_tips < 1:
@@ -90,6 +91,9 @@ class TipBook:
         self.tips: OrderedDict[bytes, Tip] = OrderedDict()  # oldest first
         self._by_id: dict[str, JobEntry] = {}
         self.current: JobEntry | None = None
+        # find(job_id): the job with this id if the pool still has it (current or stale), else
+        # None. The dict's own get (no Python frame on the share path).
+        self.find: Callable[[str], JobEntry | None] = self._by_id.get
 
     def add(self, job: Job) -> JobEntry:
         """Make ``job`` current. A new prevhash starts a new tip (the notify line says
@@ -115,10 +119,6 @@ class TipBook:
         self.current = entry
         self._trim()
         return entry
-
-    def find(self, job_id: str) -> JobEntry | None:
-        """The job with this id if the pool still has it (current or stale), else None."""
-        return self._by_id.get(job_id)
 
     def __len__(self) -> int:
         return len(self._by_id)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Protocol
 
 from stratum.interfaces import Job
@@ -37,13 +37,12 @@ class JobRef(Protocol):
     job: Job
     ntime_min: int  # the job's ntime, or GBT mintime if later
     ntime_max: int  # the job's ntime + MAX_NTIME_ROLL_S
-
-    @property
-    def stale(self) -> bool: ...
+    stale: bool  # on a superseded prevhash
 
 
 class JobTable(Protocol):
-    def find(self, job_id: str) -> JobRef | None: ...
+    @property
+    def find(self) -> Callable[[str], JobRef | None]: ...
 
 
 class Reject(enum.Enum):
