@@ -489,11 +489,11 @@ class StratumServer:
                 continue
             seen.add(h)
             account, worker = session.workers[sub.worker]
-            job = sub.job
+            job = sub.ref.job
             share = AcceptedShare(
                 account=account,
                 worker=worker,
-                session_id=p.extranonce1.hex(),
+                session_id=session.session_id,
                 peer=session.peer,
                 job_id=job.job_id,
                 height=job.height,
