@@ -5,6 +5,7 @@ API (for the Stratum server and the template feed)::
     builder = JobBuilder(payout_script, tag=b"/qazpool/", extranonce1_size=4, extranonce2_size=8)
     job = builder.build(template, clean_jobs=True)     # coinb1/coinb2/branch computed once
     params = notify_params(job)                         # the 9 mining.notify params
+    same_work(old_job, new_job)                         # nothing the miner hashes changed
     book = JobBook(); book.add(job)                     # recent jobs; older prevhash = stale
     book.get(job_id) / book.status(job_id)              # CURRENT / STALE / UNKNOWN
     book.lookup(job_id)                                 # the job if current, else the status
@@ -122,6 +123,20 @@ class JobBuilder:
             clean_jobs=clean_jobs,
             created_at=time.time() if now is None else now,
         )
+
+
+def same_work(a: Job, b: Job) -> bool:
+    """True when ``b`` changes nothing a miner hashes compared with ``a``: same prevhash,
+    coinbase parts (height, value, outputs, witness commitment), merkle branch, version and
+    bits. A changed ``curtime`` alone is not new work: miners roll ntime themselves."""
+    return (
+        a.prevhash == b.prevhash
+        and a.coinb1 == b.coinb1
+        and a.coinb2 == b.coinb2
+        and a.branch == b.branch
+        and a.version == b.version
+        and a.nbits == b.nbits
+    )
 
 
 def notify_params(job: Job) -> list[object]:

@@ -1,11 +1,16 @@
 """The Stratum V1 server: listeners, the job table, batched share checks, limits, shutdown.
 
 - One asyncio process serving every configured port (uvloop where installed, see ``new_loop``).
-- New jobs are encoded once (``mining.notify`` line) and the same bytes are written to every
-  authorized session; each session remembers the difficulty in force for each job it received.
-- Submits that pass ``validate.precheck`` are collected during one event-loop tick and hashed in
-  one ``hashcore.check_shares`` call; accepted shares are acked only after ``sink.put`` returns,
-  block candidates go to the block sink before the share is acked.
+- The job table is a ``stratum.tip.TipBook``: one ``Tip`` per chain tip owns its jobs, their
+  encoded ``mining.notify`` lines (written as the same bytes to every authorized session) and
+  network targets, and the duplicate set keyed by header hash; a new block retires them together.
+  Each session remembers the difficulty in force for each of its recent jobs.
+- Hash first (spec §10.3): every submit that ``validate.precheck`` lets through is collected
+  during one event-loop tick and hashed in one ``hashcore.check_shares`` call, including shares
+  that will be refused (stale, ntime, extranonce2 size, version mask, another worker), so a
+  block among them still reaches the block sink. Accepted shares are acked only after the sink
+  stored them; a share the sink could not store leaves the duplicate set again (the miner
+  resubmits it), one the sink already holds (``DuplicateShare``) is answered as a duplicate.
 - Protection: per-IP connection cap, subscribe/authorize timeout, idle timeout, bounded write
   buffer (``Session.flush``), backpressure from a slow sink (``Session`` stops reading), bans
   for invalid shares per (IP, worker) with expiry, authorization back-off per (IP, account),
@@ -31,14 +36,16 @@ from stratum.interfaces import (
     BlockCandidate,
     BlockSink,
     Decision,
+    DuplicateShare,
     Job,
     ShareSink,
 )
-from stratum.jobs import JobBook, coinbase_tx, notify_params
-from stratum.session import MAX_JOBS_PER_SESSION, Session
+from stratum.jobs import coinbase_tx
+from stratum.session import Session
 from stratum.settings import ServerSettings
 from stratum.stats import StratumStats
-from stratum.validate import Reject, Submission, judge
+from stratum.tip import Tip, TipBook
+from stratum.validate import Reject, Submission, judge, precheck
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +74,12 @@ def new_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def build_header(sub: Submission, extranonce1: bytes, version_mask: int) -> bytes:
+def build_header(sub: Submission, extranonce1: bytes) -> bytes:
+    """The 80-byte header as the hash core hashed it for ``sub``."""
     job = sub.job
+    mask = sub.hash_mask
     root = hashcore.merkle_root(coinbase_tx(job, extranonce1, sub.extranonce2), job.branch)
-    version = (job.version & ~version_mask & 0xFFFFFFFF) | (sub.version_bits & version_mask)
+    version = (job.version & ~mask & 0xFFFFFFFF) | (sub.version_bits & mask)
     return (
         version.to_bytes(4, "little")
         + job.prevhash
@@ -82,12 +91,18 @@ def build_header(sub: Submission, extranonce1: bytes, version_mask: int) -> byte
 
 
 class _Pending:
-    __slots__ = ("req_id", "session", "sub")
+    __slots__ = ("extranonce1", "req_id", "session", "sub")
 
     def __init__(self, session: Session, req_id: Any, sub: Submission) -> None:
         self.session = session
         self.req_id = req_id
         self.sub = sub
+        self.extranonce1 = session.extranonce1  # as the miner had it when it submitted
+
+
+# A share that passed every check, on its way to the sink: (pending, share, block candidate,
+# the tip whose duplicate set holds it). A plain tuple: one per accepted share.
+_Credit = tuple[_Pending, AcceptedShare, BlockCandidate | None, Tip]
 
 
 class StratumServer:
@@ -112,11 +127,7 @@ class StratumServer:
         self.stats = stats or StratumStats()
         self.clock = clock
         self.sessions: set[Session] = set()
-        self.book = JobBook(MAX_JOBS)  # the pool's jobs: current, stale, forgotten
-        self._notify_lines: dict[str, bytes] = {}  # as broadcast (clean flag of the job)
-        self._resend_lines: dict[str, bytes] = {}  # clean_jobs=false: keepalive, new difficulty
-        self._network_targets: dict[str, bytes] = {}
-        self._seen: dict[str, set[bytes]] = {}
+        self.tips = TipBook(MAX_JOBS)  # the pool's jobs, by chain tip
         self._share_targets: dict[float, bytes] = {}
         self._pending: list[_Pending] = []
         self._dirty: list[Session] = []
@@ -315,40 +326,19 @@ class StratumServer:
         """Make ``job`` current and send it to every authorized miner; returns seconds taken."""
         t0 = time.perf_counter()
         if self._pending:
-            # Shares already queued this tick passed precheck against the current tables: judge
-            # them (duplicates included) before a new block clears or trims those tables.
+            # Shares already queued this tick passed precheck against the current table: judge
+            # them (duplicates included) before a new block retires their tip.
             self._flush()
-        clean = job.clean_jobs or job.prevhash != self.book.current_prevhash
-        if clean:
-            self._seen.clear()
-        for old in self.book.add(job):
-            self._notify_lines.pop(old, None)
-            self._resend_lines.pop(old, None)
-            self._network_targets.pop(old, None)
-        self._seen[job.job_id] = set()
-        # Duplicate sets are needed only for jobs a session can still submit on: the last
-        # MAX_JOBS_PER_SESSION (older ones are "job not found" before hashing).
-        while len(self._seen) > MAX_JOBS_PER_SESSION:
-            del self._seen[next(iter(self._seen))]
-        self._network_targets[job.job_id] = hashcore.target_bytes(job.network_target)
-        params = notify_params(job)
-        params[8] = clean
-        line = protocol.notify_params_line(params)
-        self._notify_lines[job.job_id] = line
-        params[8] = False
-        self._resend_lines[job.job_id] = protocol.notify_params_line(params)
+        entry = self.tips.add(job)
+        clean = entry.clean
+        line = entry.notify_line
         job_id = job.job_id
         now = time.monotonic()
         limit = self.settings.max_write_buffer_bytes
         for s in list(self.sessions):
             if not s.workers or not s.subscribed or s.closed:
                 continue
-            jobs = s.jobs
-            if clean:
-                jobs.clear()
-            elif len(jobs) >= MAX_JOBS_PER_SESSION:
-                del jobs[next(iter(jobs))]
-            jobs[job_id] = s.difficulty
+            s.job_sent(job_id, clean)
             if s._out is not None:  # keep order behind replies queued this tick
                 s._out.append(line)
                 continue
@@ -365,23 +355,13 @@ class StratumServer:
         return elapsed
 
     def send_current_job(self, session: Session, clean: bool = False) -> None:
-        job = self.book.current
-        if job is None:
+        entry = self.tips.current
+        if entry is None:
             return
-        jobs = session.jobs
-        old = jobs.get(job.job_id)
-        if clean:
-            jobs.clear()
-        elif old is None and len(jobs) >= MAX_JOBS_PER_SESSION:
-            del jobs[next(iter(jobs))]
-        # Difficulty belongs to the job: if this job was already sent at another difficulty,
-        # shares the miner found on the earlier copy are judged at the lower of the two.
-        diff = session.difficulty if old is None or clean else min(old, session.difficulty)
-        jobs[job.job_id] = diff
         # First work and a new extranonce1 restart the miner (clean); keepalives and difficulty
         # changes do not make it drop work it is hashing on.
-        lines = self._notify_lines if clean or old is None else self._resend_lines
-        session.send(lines[job.job_id])
+        fresh = session.job_sent(entry.job.job_id, clean)
+        session.send(entry.notify_line if clean or fresh else entry.resend_line)
 
     # ---- shares ----------------------------------------------------------------------------
 
@@ -394,13 +374,31 @@ class StratumServer:
             self._share_targets[difficulty] = target
         return target
 
-    def enqueue(self, session: Session, req_id: Any, sub: Submission) -> None:
-        self._pending.append(_Pending(session, req_id, sub))
+    def submit(self, session: Session, req_id: Any, params: Any) -> bool:
+        """A ``mining.submit`` from ``session``: queue it for this tick's hash batch, or reply
+        with the reason it cannot be hashed. Returns True when it was queued."""
+        result = precheck(
+            params,
+            subscribed=session.subscribed,
+            workers=session.workers,
+            session_jobs=session.jobs,
+            book=self.tips,
+            extranonce2_size=self.settings.extranonce2_size,
+            version_mask=session.version_mask,
+            now=self.clock(),
+            difficulty=session.difficulty,
+        )
+        if type(result) is not Submission:
+            assert isinstance(result, Reject)
+            self.rejected(session, req_id, result, session.difficulty)
+            return False
+        self._pending.append(_Pending(session, req_id, result))
         self._inflight += 1
         self._drained.clear()
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
+        return True
 
     def mark_dirty(self, session: Session) -> None:
         self._dirty.append(session)
@@ -441,16 +439,15 @@ class StratumServer:
             return
         self._pending = []
         share_target = self._share_target
-        net_targets = self._network_targets
         items = []
         for p in batch:
             sub = p.sub
-            job = sub.job
-            mask = p.session.version_mask
+            ref = sub.ref
+            job = ref.job
             items.append(
                 (
                     job.coinb1,
-                    p.session.extranonce1,
+                    p.extranonce1,
                     sub.extranonce2,
                     job.coinb2,
                     job.branch,
@@ -460,9 +457,9 @@ class StratumServer:
                     job.nbits,
                     sub.nonce,
                     share_target(sub.difficulty),
-                    net_targets.get(job.job_id) or hashcore.target_bytes(job.network_target),
+                    ref.network_target,
                     sub.version_bits,
-                    mask,
+                    sub.hash_mask,
                 )
             )
         results = hashcore.check_shares(items)
@@ -471,31 +468,35 @@ class StratumServer:
         stats.checked_shares += len(batch)
         now_mono = time.monotonic()
         created = datetime.now(UTC)
-        accepted: list[tuple[_Pending, AcceptedShare, BlockCandidate | None]] = []
-        seen_by_job = self._seen
+        accepted: list[_Credit] = []
         for p, (h, meets_share, meets_network) in zip(batch, results, strict=True):
             session = p.session
             sub = p.sub
-            # Always present: precheck admits only jobs that still have a set, and new_job
-            # flushes the queue before it drops any (an empty stand-in is never stored).
-            seen = seen_by_job.get(sub.job.job_id)
-            if seen is None:
-                seen = set()
-            reason, is_block = judge(meets_share, meets_network, h in seen)
+            # The tip's duplicate set: a retired (stale) tip's set is empty and no longer
+            # grows except for block solves, since stale shares are refused before this check.
+            tip = sub.ref.tip
+            seen = tip.seen
+            reason, is_block = judge(meets_share, meets_network, h in seen, sub.reject)
             if reason is not None:
                 session.share_done()
                 self._inflight -= 1
+                if is_block and h not in tip.blocks:
+                    # Hash first: a block solve is submitted even though the share is refused.
+                    seen.add(h)
+                    stats.blocks_found_rejected += 1
+                    self.spawn(self._rejected_block(p, h, tip, reason))
                 self.rejected(session, p.req_id, reason, sub.difficulty)
                 continue
             seen.add(h)
             account, worker = session.workers[sub.worker]
+            job = sub.ref.job
             share = AcceptedShare(
                 account=account,
                 worker=worker,
                 session_id=session.session_id,
                 peer=session.peer,
-                job_id=sub.job.job_id,
-                height=sub.job.height,
+                job_id=job.job_id,
+                height=job.height,
                 difficulty=sub.difficulty,
                 share_hash=h,
                 is_block=is_block,
@@ -503,87 +504,133 @@ class StratumServer:
                 user_agent=session.user_agent,
             )
             candidate = None
-            if is_block:
-                header = build_header(sub, session.extranonce1, session.version_mask)
-                candidate = BlockCandidate(
-                    job=sub.job,
-                    extranonce1=session.extranonce1,
-                    extranonce2=sub.extranonce2,
-                    header=header,
-                    block_hash=h,
-                    account=account,
-                    worker=worker,
-                )
-                stats.blocks_found += 1
-                log.warning(
-                    "BLOCK candidate at height %d: %s by %s.%s (%s)",
-                    sub.job.height,
-                    h[::-1].hex(),
-                    account,
-                    worker,
-                    session.peer,
-                )
-            accepted.append((p, share, candidate))
+            if is_block and h not in tip.blocks:
+                candidate = self._candidate(p, h, account, worker)
+            accepted.append((p, share, candidate, tip))
         if accepted:
             self.spawn(self._record(accepted, now_mono))
         elif self._inflight == 0:
             self._drained.set()
 
-    async def _record(
-        self,
-        accepted: Sequence[tuple[_Pending, AcceptedShare, BlockCandidate | None]],
-        now: float,
-    ) -> None:
+    def _candidate(self, p: _Pending, h: bytes, account: str, worker: str) -> BlockCandidate:
+        sub = p.sub
+        job = sub.job
+        self.stats.blocks_found += 1
+        log.warning(
+            "BLOCK candidate at height %d: %s by %s.%s (%s)",
+            job.height,
+            h[::-1].hex(),
+            account,
+            worker,
+            p.session.peer,
+        )
+        return BlockCandidate(
+            job=job,
+            extranonce1=p.extranonce1,
+            extranonce2=sub.extranonce2,
+            header=build_header(sub, p.extranonce1),
+            block_hash=h,
+            account=account,
+            worker=worker,
+        )
+
+    async def _rejected_block(self, p: _Pending, h: bytes, tip: Tip, reason: Reject) -> None:
+        """A block solve on a share refused for ``reason``: submitted and recorded all the same,
+        credited to the connection's first authorized worker (the submitted name may not be
+        authorized on it)."""
+        sub = p.sub
+        name = sub.worker if sub.worker in p.session.workers else next(iter(p.session.workers))
+        account, worker = p.session.workers[name]
+        log.warning("share refused (%s) is a block solve: submitting it", reason.label)
+        if await self._block_found(self._candidate(p, h, account, worker)):
+            tip.blocks.add(h)
+        else:
+            tip.seen.discard(h)  # not recorded: a resubmission must find it again
+
+    async def _record(self, accepted: Sequence[_Credit], now: float) -> None:
         """Persist blocks and shares, then ack; a share the sink refused is not acked as true."""
         accepted_all = accepted
+        stats = self.stats
         try:
             kept = []
             for item in accepted_all:
                 candidate = item[2]
-                if candidate is not None and not await self._block_found(candidate):
-                    # Never answer true for a block that is not durably recorded: the miner
-                    # sees the error (and the operator the log) instead of a silent loss.
-                    p, share, _ = item
-                    p.session.share_done()
-                    self.stats.sink_errors += 1
-                    self.rejected(p.session, p.req_id, Reject.NOT_RECORDED, share.difficulty)
-                    continue
+                if candidate is not None:
+                    if not await self._block_found(candidate):
+                        # Never answer true for a block that is not durably recorded: the miner
+                        # sees the error (and the operator the log) instead of a silent loss.
+                        self._not_recorded(item)
+                        continue
+                    item[3].blocks.add(item[1].share_hash)
                 kept.append(item)
             accepted = kept
-            shares = [share for _, share, _ in accepted]
-            outcomes: list[BaseException | None]
-            put_many = getattr(self.sink, "put_many", None)
-            try:
-                if put_many is not None:
-                    await put_many(shares)
-                    outcomes = [None] * len(shares)
-                elif len(shares) == 1:
-                    await self.sink.put(shares[0])
-                    outcomes = [None]
-                else:
-                    outcomes = await asyncio.gather(
-                        *(self.sink.put(s) for s in shares), return_exceptions=True
-                    )
-            except Exception as exc:
-                outcomes = [exc] * len(shares)
-            stats = self.stats
-            for (p, share, _), outcome in zip(accepted, outcomes, strict=True):
+            outcomes = await self._put(accepted)
+            for item, outcome in zip(accepted, outcomes, strict=True):
+                p, share = item[0], item[1]
                 session = p.session
-                session.share_done()
-                if outcome is not None:
-                    stats.sink_errors += 1
+                if outcome is None:
+                    session.share_done()
+                    stats.share("accepted", share.difficulty)
+                    session.send(protocol.true_reply(p.req_id))
+                    self._count_submit(session, None)
+                    if not session.closed:
+                        session.record_accepted(share.difficulty, now)
+                elif isinstance(outcome, DuplicateShare):
+                    # The sink already holds this header hash (a restart, another instance):
+                    # not credited, not acked; it stays in the duplicate set.
+                    session.share_done()
+                    stats.storage_duplicates += 1
+                    log.info("share %s from %s is already stored", share.share_hash[::-1].hex(),
+                             session.peer)  # fmt: skip
+                    self.rejected(session, p.req_id, Reject.DUPLICATE, share.difficulty)
+                else:
                     log.error("share sink failed for %s: %r", session.peer, outcome)
-                    self.rejected(session, p.req_id, Reject.NOT_RECORDED, share.difficulty)
-                    continue
-                stats.share("accepted", share.difficulty)
-                session.send(protocol.true_reply(p.req_id))
-                self._count_submit(session, None)
-                if not session.closed:
-                    session.record_accepted(share.difficulty, now)
+                    self._not_recorded(item)
         finally:
             self._inflight -= len(accepted_all)
             if self._inflight == 0 and not self._pending:
                 self._drained.set()
+
+    async def _put(self, accepted: Sequence[_Credit]) -> list[BaseException | None]:
+        """Store the shares; one outcome per share: None (stored) or the exception (a
+        ``DuplicateShare`` when the sink already holds it, else a failure)."""
+        shares = [item[1] for item in accepted]
+        if not shares:
+            return []
+        put_many = getattr(self.sink, "put_many", None)
+        try:
+            if put_many is not None:
+                # put_many may return one outcome per share (None or a DuplicateShare) or None
+                # when all were stored.
+                result = await put_many(shares)
+                if result is None:
+                    return [None] * len(shares)
+                outcomes = list(result)
+                if len(outcomes) != len(shares):
+                    raise RuntimeError(
+                        f"put_many returned {len(outcomes)} outcomes for {len(shares)} shares"
+                    )
+                return outcomes
+            if len(shares) == 1:
+                try:
+                    await self.sink.put(shares[0])
+                except DuplicateShare as exc:
+                    return [exc]
+                return [None]
+            return list(
+                await asyncio.gather(*(self.sink.put(s) for s in shares), return_exceptions=True)
+            )
+        except Exception as exc:
+            return [exc] * len(shares)
+
+    def _not_recorded(self, item: _Credit) -> None:
+        """The sink could not store the share: answer "resubmit" and forget its hash, or the
+        resubmission would be judged a duplicate (and count toward the invalid-share ban)."""
+        p, share, _, tip = item
+        tip.seen.discard(share.share_hash)
+        p.session.share_done()
+        self.stats.sink_errors += 1
+        self.rejected(p.session, p.req_id, Reject.NOT_RECORDED, share.difficulty)
 
     async def _block_found(self, candidate: BlockCandidate) -> bool:
         """Hand the block to the block sink; False if it could not be recorded durably."""

@@ -3,8 +3,11 @@
 Requests are handled strictly in arrival order. Most handlers are synchronous; ``authorize``
 awaits the account policy, and while it runs later lines are queued, so a pipelined submit after
 an authorize is judged as authorized (ESP-Miner pipelines configure/subscribe/authorize). Submits
-that pass the pre-hash checks go to the server's batcher; their replies are written when the
-share is durable, other replies at once (clients match replies by id).
+go to the server's batcher (``SessionHost.submit``); their replies are written when the share is
+durable or refused, other replies at once (clients match replies by id).
+
+The session knows the server only through ``SessionHost``, the few calls it needs (no import of
+the server module).
 
 The object is kept small (``__slots__``): the pool holds tens of thousands of them.
 """
@@ -16,16 +19,16 @@ import logging
 import re
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine
+from typing import Any, Protocol
 
 from stratum import protocol, vardiff
 from stratum.difficulty import DIFF1
+from stratum.extranonce import ExtranonceAllocator
+from stratum.interfaces import AccountPolicy
 from stratum.protocol import ProtocolError, Request
-from stratum.settings import PortSettings
-from stratum.validate import Reject, Submission, precheck
-
-if TYPE_CHECKING:
-    from stratum.server import StratumServer
+from stratum.settings import PortSettings, ServerSettings
+from stratum.stats import StratumStats
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,25 @@ MAX_INFLIGHT = 256
 MAX_QUEUED_LINES = 1000
 # cgminer-family agents log client.show_message; others may not know the method (spec §2.2).
 _SHOW_MESSAGE_AGENTS = ("cgminer", "bmminer", "bfgminer", "sgminer", "braiins", "bosminer")
+
+
+class SessionHost(Protocol):
+    """What a session needs from the server it belongs to."""
+
+    settings: ServerSettings
+    stats: StratumStats
+    policy: AccountPolicy
+    extranonces: ExtranonceAllocator
+
+    def admit(self, session: Session) -> str | None: ...
+    def forget(self, session: Session, reason: str) -> None: ...
+    def mark_dirty(self, session: Session) -> None: ...
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None: ...
+    def name_refusal(self, ip: str, name: str, account: str) -> str | None: ...
+    def auth_failed(self, session: Session, account: str, reason: str) -> None: ...
+    def auth_ok(self, session: Session, account: str, first: bool) -> None: ...
+    def send_current_job(self, session: Session, clean: bool = False) -> None: ...
+    def submit(self, session: Session, req_id: Any, params: Any) -> bool: ...
 
 
 def parse_worker_name(name: object) -> tuple[str, str] | str:
@@ -114,7 +136,7 @@ class Session(asyncio.Protocol):
         "workers",
     )
 
-    def __init__(self, server: StratumServer, port: PortSettings) -> None:
+    def __init__(self, server: SessionHost, port: PortSettings) -> None:
         self.server = server
         self.port = port
         self.transport: asyncio.Transport | None = None
@@ -490,28 +512,28 @@ class Session(asyncio.Protocol):
         return True
 
     def _submit(self, req: Request) -> None:
-        server = self.server
-        result = precheck(
-            req.params,
-            subscribed=self.subscribed,
-            workers=self.workers,
-            session_jobs=self.jobs,
-            book=server.book,
-            extranonce2_size=server.settings.extranonce2_size,
-            version_mask=self.version_mask,
-            now=server.clock(),
-        )
-        if type(result) is Submission:
+        if self.server.submit(self, req.id, req.params):
             self.inflight += 1
-            server.enqueue(self, req.id, result)
             if self.inflight >= MAX_INFLIGHT and not self.reading_paused and self.transport:
                 # Backpressure: the sink is slower than this miner submits; stop reading from
                 # it until half of its shares are recorded (memory stays bounded).
                 self.reading_paused = True
                 self.transport.pause_reading()
-        else:
-            assert isinstance(result, Reject)
-            server.rejected(self, req.id, result, self.difficulty)
+
+    def job_sent(self, job_id: str, clean: bool) -> bool:
+        """Remember the difficulty in force for ``job_id`` (sent now); True if it is new to this
+        connection. Only the last ``MAX_JOBS_PER_SESSION`` are kept: a share on an older job
+        the pool still has is judged at the connection's current difficulty."""
+        jobs = self.jobs
+        old = jobs.get(job_id)
+        if clean:
+            jobs.clear()
+        elif old is None and len(jobs) >= MAX_JOBS_PER_SESSION:
+            del jobs[next(iter(jobs))]
+        # Difficulty belongs to the job: if this job was already sent at another difficulty,
+        # shares the miner found on the earlier copy are judged at the lower of the two.
+        jobs[job_id] = self.difficulty if old is None or clean else min(old, self.difficulty)
+        return old is None
 
     def share_done(self) -> None:
         """One of this connection's shares in flight got its reply."""

@@ -20,7 +20,9 @@ class StratumStats:
     # result label ("accepted" or a Reject label) -> count / summed difficulty
     shares: Counter[str] = field(default_factory=Counter)
     share_difficulty: Counter[str] = field(default_factory=Counter)
-    blocks_found: int = 0
+    blocks_found: int = 0  # block candidates handed to the block sink (accepted or not)
+    blocks_found_rejected: int = 0  # of those, shares refused after the hash (stale, ntime, ...)
+    storage_duplicates: int = 0  # shares the sink already held (DuplicateShare): answered 22
     jobs_broadcast: int = 0
     last_broadcast_seconds: float = 0.0
     bans_current: int = 0

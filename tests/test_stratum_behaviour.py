@@ -492,7 +492,10 @@ async def test_flood_while_authorize_pending_is_dropped():
     await server.shutdown()
 
 
-async def test_only_recent_jobs_are_kept_for_duplicates_and_sessions():
+async def test_job_older_than_the_session_window_is_still_hashed_while_the_pool_has_it():
+    """Issue 10 part 2: a job the session no longer remembers (older than its last 8) is hashed
+    and judged while the pool's job table still holds it; a job the pool forgot is not found."""
+    from stratum.server import MAX_JOBS
     from stratum.session import MAX_JOBS_PER_SESSION
 
     server, port, _, _ = await start_server()
@@ -502,10 +505,14 @@ async def test_only_recent_jobs_are_kept_for_duplicates_and_sessions():
     for _ in range(MAX_JOBS_PER_SESSION + 3):
         server.new_job(dataclasses.replace(hard(fixture_job(builder=builder)), clean_jobs=False))
     await c.wait_job(newer_than=first.job_id)
-    assert len(server._seen) == MAX_JOBS_PER_SESSION
     (session,) = server.sessions
-    assert len(session.jobs) == MAX_JOBS_PER_SESSION
-    # the first job fell out of the session's window: job not found, not a silent accept
+    assert len(session.jobs) == MAX_JOBS_PER_SESSION and first.job_id not in session.jobs
+    assert len(server.tips.tips) == 1  # one chain tip owns all of them
+    r = await c.submit(first, c.grind(first, version_bits=0))
+    assert r["result"] is True
+    for _ in range(MAX_JOBS):
+        server.new_job(dataclasses.replace(hard(fixture_job(builder=builder)), clean_jobs=False))
+    assert len(server.tips) == MAX_JOBS and server.tips.find(first.job_id) is None
     r = await c.submit(first, c.grind(first, version_bits=0))
     assert r["error"] == [21, "Job not found", None]
     await c.close()

@@ -10,13 +10,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stratum import protocol
-from stratum.jobs import JobBook
+from stratum.tip import TipBook
 from stratum.validate import Reject, Submission, precheck
 from tests.stratum_client import StratumClient
 from tests.stratum_support import FIXTURE_NOW, fixture_job, start_server
 
 JOB = fixture_job()
-BOOK = JobBook()
+BOOK = TipBook()
 BOOK.add(JOB)
 json_values = st.recursive(
     st.none()

@@ -143,10 +143,10 @@ async def test_fixture_submit_is_flagged_as_block(case_name):
         (share,) = await sink.wait_for(1)
         assert share.is_block
         assert server.stats.blocks_found == 1
-        # the same submit again is not a second block; the regtest block hash is far above the
-        # share target, and the order puts the difficulty check (23) before duplicates (22)
+        # the same submit again is not a second block: spec §10.3 puts the duplicate check
+        # (22) before the difficulty check (23)
         reply = await c.request("mining.submit", submit)
-        assert reply["error"][0] == 23
+        assert reply["error"][0] == 22
         assert len(blocks.candidates) == 1
     finally:
         await c.close()

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from stratum import protocol, vardiff
 from stratum.difficulty import DIFF1, target_from_difficulty, target_from_nbits
 from stratum.extranonce import ExtranonceAllocator, ExtranonceExhausted
-from stratum.jobs import JobBook
+from stratum.tip import TipBook
 from stratum.validate import Reject, Submission, judge, precheck
 from tests.conftest import stratum_vectors
 from tests.stratum_support import FIXTURE_NOW, fixture_job
@@ -92,9 +92,9 @@ def test_set_difficulty_sends_integers_when_integral():
 # ---- validation ---------------------------------------------------------------------------
 
 JOB = fixture_job()
-BOOK = JobBook()
+BOOK = TipBook()
 BOOK.add(JOB)
-NEW_BLOCK_BOOK = JobBook()  # JOB, then a job on another prevhash (a new block)
+NEW_BLOCK_BOOK = TipBook()  # JOB, then a job on another prevhash (a new block)
 NEW_BLOCK_BOOK.add(JOB)
 NEW_BLOCK_BOOK.add(dataclasses.replace(JOB, job_id="new", prevhash=b"\x00" * 32))
 EN2 = "00" * 8
@@ -139,30 +139,75 @@ def test_precheck_accepts_a_well_formed_submit():
         ("not a list", {}, Reject.MALFORMED),
         ([*_p()[:4], 5], {}, Reject.MALFORMED),
         (_p(), {"subscribed": False}, Reject.NOT_SUBSCRIBED),
-        (_p(worker="a.other"), {}, Reject.UNAUTHORIZED),
+        (_p(), {"workers": {}}, Reject.UNAUTHORIZED),
         (_p(job="ff"), {}, Reject.JOB_NOT_FOUND),
-        (_p(), {"session_jobs": {}}, Reject.JOB_NOT_FOUND),
+        (_p(en2="zz" * 8), {}, Reject.BAD_EXTRANONCE2),
+        (_p(en2="000"), {}, Reject.BAD_EXTRANONCE2),
+        (_p(ntime="0x123456"), {}, Reject.BAD_NTIME),
+        (_p(ntime="123456789"), {}, Reject.BAD_NTIME),
+        (_p(nonce=" 1234567"), {}, Reject.BAD_NONCE),
+        ([*_p(), "0000200z"], {}, Reject.BAD_VERSION_BITS),
+    ],
+)
+def test_precheck_rejects_before_hashing(params, kw, reason):
+    assert _check(params, **kw) is reason
+
+
+@pytest.mark.parametrize(
+    ("params", "kw", "reason"),
+    [
+        (_p(worker="a.other"), {}, Reject.UNAUTHORIZED),
         (_p(), {"book": NEW_BLOCK_BOOK}, Reject.STALE),
         (_p(en2="00" * 4), {}, Reject.BAD_EXTRANONCE2),
-        (_p(en2="zz" * 8), {}, Reject.BAD_EXTRANONCE2),
-        (_p(ntime="0x123456"), {}, Reject.BAD_NTIME),
-        (_p(nonce=" 1234567"), {}, Reject.BAD_NONCE),
+        (_p(en2=""), {}, Reject.BAD_EXTRANONCE2),
+        (_p(ntime="123456"), {}, Reject.BAD_NTIME),
+        (_p(nonce="1"), {}, Reject.BAD_NONCE),
+        ([*_p(), "2000"], {}, Reject.BAD_VERSION_BITS),
         (_p(ntime=f"{JOB.ntime - 1:08x}"), {}, Reject.NTIME_OUT_OF_RANGE),
+        (_p(ntime=f"{JOB.ntime + 7001:08x}"), {"now": JOB.ntime + 7200}, Reject.NTIME_OUT_OF_RANGE),
         (_p(ntime=f"{FIXTURE_NOW + 7201:08x}"), {}, Reject.NTIME_OUT_OF_RANGE),
-        ([*_p(), "0000200"], {}, Reject.BAD_VERSION_BITS),
         ([*_p(), "40000000"], {}, Reject.VERSION_MASK),
         ([*_p(), "00002000"], {"version_mask": 0}, Reject.VERSION_MASK),
     ],
 )
-def test_precheck_reject_paths(params, kw, reason):
-    assert _check(params, **kw) is reason
+def test_precheck_hashes_first_and_rejects_after(params, kw, reason):
+    """Spec §10.3: these are hashed (a block among them is found) and refused afterwards."""
+    sub = _check(params, **kw)
+    assert isinstance(sub, Submission) and sub.reject is reason
+
+
+def test_precheck_ntime_below_gbt_mintime_is_out_of_range():
+    job = dataclasses.replace(
+        JOB, job_id="mt", template=dataclasses.replace(JOB.template, mintime=JOB.ntime + 10)
+    )
+    book = TipBook()
+    book.add(job)
+    sub = _check(_p(job="mt"), book=book, session_jobs={"mt": 1.0})
+    assert isinstance(sub, Submission) and sub.reject is Reject.NTIME_OUT_OF_RANGE
+
+
+def test_precheck_job_outside_the_session_window_uses_current_difficulty():
+    sub = _check(_p(), session_jobs={}, difficulty=4.0)
+    assert isinstance(sub, Submission) and sub.reject is None and sub.difficulty == 4.0
+
+
+def test_precheck_version_bits_outside_the_mask_are_hashed_as_sent():
+    sub = _check([*_p(), "40002000"])
+    assert isinstance(sub, Submission) and sub.reject is Reject.VERSION_MASK
+    assert sub.hash_mask == 0x1FFFE000 | 0x40000000
 
 
 def test_precheck_order_shape_before_auth_before_job():
     # several faults at once: the first in the documented order wins
     assert _check(["x", "ff", "zz", "0", "0"], subscribed=False) is Reject.NOT_SUBSCRIBED
-    assert _check(_p(worker="b", job="ff", en2="z")) is Reject.UNAUTHORIZED
+    assert _check(_p(job="ff", en2="z"), workers={}) is Reject.UNAUTHORIZED
     assert _check(_p(job="ff", en2="z")) is Reject.JOB_NOT_FOUND
+    sub = _check(_p(worker="b", en2="00"), book=NEW_BLOCK_BOOK)
+    assert isinstance(sub, Submission) and sub.reject is Reject.UNAUTHORIZED
+    sub = _check(_p(en2="00", ntime="00000000"), book=NEW_BLOCK_BOOK)
+    assert isinstance(sub, Submission) and sub.reject is Reject.STALE
+    sub = _check(_p(en2="00", ntime="00000000"))
+    assert isinstance(sub, Submission) and sub.reject is Reject.BAD_EXTRANONCE2
 
 
 def test_full_version_submit_is_tolerated():
@@ -176,17 +221,20 @@ def test_reject_codes_and_labels_are_unique_and_in_range():
     assert all(20 <= r.code <= 25 for r in Reject)
 
 
-@given(st.booleans(), st.booleans(), st.booleans())
-def test_judge_block_check_comes_first(meets_share, meets_network, dup):
-    reason, is_block = judge(meets_share, meets_network, dup)
-    if meets_network and not dup:
-        assert (reason, is_block) == (None, True)
-    elif not meets_share:
-        assert reason is Reject.LOW_DIFFICULTY and not is_block
+@given(st.booleans(), st.booleans(), st.booleans(), st.sampled_from([None, *Reject]))
+def test_judge_block_check_comes_first(meets_share, meets_network, dup, reject):
+    reason, is_block = judge(meets_share, meets_network, dup, reject)
+    assert is_block == (meets_network and not dup)  # whatever the reject
+    if reject is not None:
+        assert reason is reject
     elif dup:
-        assert reason is Reject.DUPLICATE and not is_block
+        assert reason is Reject.DUPLICATE
+    elif meets_network:
+        assert reason is None
+    elif not meets_share:
+        assert reason is Reject.LOW_DIFFICULTY
     else:
-        assert (reason, is_block) == (None, False)
+        assert reason is None
 
 
 # ---- extranonce -----------------------------------------------------------------------------

@@ -4,6 +4,7 @@ wake-up, ZMQ hashblock, periodic refresh, node outage (last job kept) and recove
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 
@@ -68,15 +69,56 @@ async def test_longpoll_new_block_sends_clean_job_and_stales_old(node):
         await client.close()
 
 
-async def test_periodic_refresh_is_not_clean(node):
-    feed, client = _feed(node, refresh_s=0.05, longpoll=False)
+async def test_periodic_refresh_mints_a_job_only_for_new_work(node):
+    """Issue 10 part 1: Bitcoin Core answers an unchanged template while its mempool is
+    unchanged; such a refresh (or one where only curtime moved: miners roll ntime) keeps the
+    current job instead of giving the same work a second job id. A changed coinbase value (new
+    fees) is new work: a new job, not clean, the old one still current. Failed before: a new job
+    id on every refresh."""
+    feed, client = _feed(node, refresh_s=0.02, longpoll=False)
+    seen = []
+    feed.add_listener(seen.append)
     task = asyncio.create_task(feed.run())
     try:
         first = await feed.wait_for_job(5)
-        await wait_until(lambda: feed.stats.jobs_published >= 3)
+        await wait_until(lambda: feed.stats.templates_fetched >= 3)
+        tpl = node.templates[0]
+        node.templates[0] = {**tpl, "curtime": tpl["curtime"] + 30, "mintime": tpl["mintime"] + 1}
+        fetched = feed.stats.templates_fetched
+        await wait_until(lambda: feed.stats.templates_fetched >= fetched + 3)
+        assert feed.current_job is first and seen == [first]
+        assert feed.stats.jobs_published == 1
+        assert feed.stats.templates_unchanged == feed.stats.templates_fetched - 1
+        node.templates[0] = {**tpl, "coinbasevalue": tpl["coinbasevalue"] - 1000}
+        await wait_until(lambda: feed.current_job is not first)
         later = feed.current_job
-        assert later.job_id != first.job_id and not later.clean_jobs
+        assert not later.clean_jobs and later.prevhash == first.prevhash
+        assert later.template.coinbase_value == first.template.coinbase_value - 1000
         assert feed.job_book.status(first.job_id) is JobStatus.CURRENT
+        assert seen == [first, later]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await client.close()
+
+
+async def test_longpoll_follows_the_node_longpollid_when_no_job_is_minted(node):
+    """A template with a new longpollid but the same work mints no job; the long poll must
+    still be parked with the node's new id (not spin on the old one)."""
+    feed, client = _feed(node)
+    task = asyncio.create_task(feed.run())
+    try:
+        first = await feed.wait_for_job(5)
+        await wait_until(lambda: node.longpolls_held == 1)
+        tpl = node.templates[0]
+        node.templates[0] = {**tpl, "longpollid": tpl["longpollid"] + "x"}
+        node._changed.set()  # wake the parked poll without a new tip (mempool news)
+        node._changed = asyncio.Event()
+        # parked again (an old id would be answered at once and never park)
+        await wait_until(lambda: node.longpolls_held == 1 and feed.stats.templates_unchanged >= 1)
+        method, params = node.calls[-1]
+        assert method == "getblocktemplate" and params[0]["longpollid"] == tpl["longpollid"] + "x"
+        assert feed.current_job is first
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -156,6 +198,26 @@ async def test_embedded_chain_end_to_end_through_config(tmp_path):
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert (tmp_path / "embedded-chain.jsonl").exists()
+
+
+async def test_embedded_chain_refresh_keeps_the_job_while_nothing_changed(tmp_path):
+    cfg = config_from_dict(
+        {"pool": {"data_dir": str(tmp_path)}, "chain": {"bits": "207fffff"}},
+    )
+    cfg = dataclasses.replace(cfg, node=dataclasses.replace(cfg.node, template_refresh_s=0.02))
+    rpc = rpc_from_config(cfg)
+    feed = feed_from_config(cfg, rpc)
+    task = asyncio.create_task(feed.run())
+    try:
+        job = await feed.wait_for_job(5)
+        await wait_until(lambda: feed.stats.templates_fetched >= 4)
+        assert feed.current_job is job and feed.stats.jobs_published == 1
+        rpc.generatetoaddress(1, cfg.chain.payout_address)
+        await wait_until(lambda: feed.current_job.height == 2)
+        assert feed.stats.jobs_published == 2
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 def test_config_errors_name_the_field():

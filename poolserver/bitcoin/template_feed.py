@@ -17,7 +17,10 @@ API (for the Stratum server wiring, ``poolserver/app.py``)::
 
 New blocks are noticed by long polling (``longpollid``), optionally ZMQ ``hashblock`` (pyzmq),
 and a periodic refresh (default 30 s) that also carries new transactions to miners. A job on a
-new prevhash has ``clean_jobs=True`` and makes older jobs stale in the ``JobBook``.
+new prevhash has ``clean_jobs=True`` and makes older jobs stale in the ``JobBook``. A template
+that changes nothing the miner hashes (``stratum.jobs.same_work``: the node answers an unchanged
+template while its mempool is unchanged, only ``curtime`` moves) mints no new job: the current
+one stays, so the same work never has two job ids (``stats.templates_unchanged`` counts them).
 
 When the node is down the feed keeps the last job (miners keep hashing on it), logs the outage
 once, retries with backoff, and logs the recovery; ``stats.node_up`` is the gauge.
@@ -46,7 +49,7 @@ from poolserver.bitcoin.node import (
 from poolserver.config import Config, ConfigError
 from stratum.address import AddressError, address_to_script
 from stratum.interfaces import BlockTemplate, Job
-from stratum.jobs import JobBook, JobBuilder, JobError
+from stratum.jobs import JobBook, JobBuilder, JobError, same_work
 from stratum.template import TemplateError, parse_template
 
 log = logging.getLogger(__name__)
@@ -86,6 +89,7 @@ class FeedStats:
     templates_fetched: int = 0
     fetch_errors: int = 0
     jobs_published: int = 0
+    templates_unchanged: int = 0  # templates that changed nothing the miner hashes: no new job
     new_blocks: int = 0  # prevhash changes seen
     last_job_at: float = 0.0  # time.time()
     outage_since: float | None = None  # time.time() when the node went away
@@ -119,6 +123,7 @@ class TemplateFeed:
         self._wake = asyncio.Event()
         self._have_job = asyncio.Event()
         self._retry = retry_s
+        self._longpollid = ""  # of the latest template, published or not
 
     # ---- API -------------------------------------------------------------------------
     @property
@@ -187,7 +192,11 @@ class TemplateFeed:
             if current is not None and template.height < current.height:
                 return None  # an older answer that arrived late; never go backwards
             clean = current is None or template.prevhash != current.prevhash
+            self._longpollid = template.longpollid
             job = self.builder.build(template, clean_jobs=clean)
+            if current is not None and same_work(current, job):
+                self.stats.templates_unchanged += 1
+                return None  # nothing the miner hashes changed: keep the current job
             self.job_book.add(job)
             self.stats.jobs_published += 1
             self.stats.last_job_at = time.time()
@@ -245,7 +254,7 @@ class TemplateFeed:
             await self._have_job.wait()
             job = self.current_job
             assert job is not None
-            lpid = job.template.longpollid
+            lpid = self._longpollid or job.template.longpollid
             if not lpid:
                 return  # the source does not long-poll; refresh and ZMQ remain
             try:
