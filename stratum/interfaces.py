@@ -89,7 +89,9 @@ class BlockCandidate:
 
 class BlockSink(Protocol):
     async def block_found(self, candidate: BlockCandidate) -> None:
-        """Persist the block durably, then submit it; returns once it is persisted."""
+        """Start ``submitblock`` to every node before any storage I/O, record the block
+        concurrently; return once it is durably recorded (the local fsync'd record). Raise only
+        if it could not be recorded anywhere -- the block has been submitted regardless."""
         ...
 
 
