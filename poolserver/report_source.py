@@ -97,7 +97,11 @@ class SqlReportSource:
                        le.created_at < end).order_by(le.id))).all()
             txids = {c: t for c, t in (await conn.execute(
                 select(Payment.comment, Payment.txid))).all()}
-            credit_at = {c.entry_key: c.created_at for c in credit_rows.values()}
+            reversed_keys = sorted({_credit_key(r.entry_key) for r in rows
+                                    if r.kind == EntryKind.REVERSAL.value})
+            credit_at = {k: t for k, t in (await conn.execute(
+                select(le.entry_key, le.created_at)
+                .where(le.entry_key.in_(reversed_keys)))).all()} if reversed_keys else {}
             late = [(c, paid_by[cid]) for cid, c in credit_rows.items()
                     if c.created_at < start and cid in paid_by
                     and start <= paid_by[cid].created_at < end]
@@ -141,11 +145,13 @@ class SqlReportSource:
             sign = 1 if kind is EntryKind.CREDIT else -1
             first = entries[0]
             pool_total = sum(e.amount for e in entries if e.account == POOL_ACCOUNT)
+            original = credit_at.get(_credit_key(first.entry_key)) if sign < 0 else None
             block_events.append(BlockEvent(
                 kind=kind, block_hash=block_hash, height=first.height,
                 at=min(e.created_at for e in entries), reward_sats=sign * first.reward,
                 pool_fee_sats=sign * first.pool_fee,
-                pool_remainder_sats=pool_total - sign * first.pool_fee))
+                pool_remainder_sats=pool_total - sign * first.pool_fee,
+                valued_on=kz_date(original) if original else None))
         block_events.sort(key=lambda b: (b.at, b.height, b.block_hash, b.kind.value))
         expenses = [PoolExpense(r.created_at, txids.get(
             f"qazpool payout {(r.data or {}).get('batch_id')}") or "", -r.amount)

@@ -114,6 +114,11 @@ class BlockEvent:
     reward_sats: int  # signed
     pool_fee_sats: int  # commission, signed
     pool_remainder_sats: int  # underfilled window's remainder booked to the pool, signed
+    valued_on: date | None = None  # a reversal: the date of the credit it reverses
+
+    @property
+    def value_date(self) -> date:
+        return self.valued_on or kz_date(self.at)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from payouts.ledger import EntryKind
 from poolserver.cli import main
 from poolserver.report_source import SqlReportSource, attribute_payments, import_rates
 from poolserver.storage.engine import create_engine
+from reporting.commission import pool_commission
 from reporting.deadline import deadline_stats, due_date, reminder_line
 from reporting.formats import render, schema_text
 from reporting.miners import miners_income
@@ -296,7 +297,14 @@ def test_cli_rates_report_verify(db_url, tmp_path, capsys):
     assert main([*base, "report", "verify", str(two)]) == 1
     assert "manifest.json: the signature does not match" in capsys.readouterr().out
 
-    # missing rates stop the CLI with the dates; --allow-missing-rates marks them
+    com = tmp_path / "commission"
+    assert main([*base, "report", "commission", "--month", "2026-10", "--format", "xml",
+                 "--lang", "en", "--out", str(com)]) == 0
+    assert main([*base, "report", "verify", str(com)]) == 0
+    assert sorted(p.name for p in com.iterdir()) == [
+        "manifest.json", "manifest.sig", "pool-commission.xsd",
+        "pool-commission_2026-10-01_2026-10-31.xml"]
+
     assert main([*base, "report", "miners", "--month", "2026-09", "--out",
                  str(tmp_path / "sep")]) == 0  # no distributions in September: empty report
     assert main([*base, "report", "miners", "--from", "2026-10-05", "--to", "2026-10-01"]) == 2
@@ -308,3 +316,45 @@ def test_cli_rates_report_verify(db_url, tmp_path, capsys):
 def test_xsd_ships_in_the_package():
     assert Path(__file__).parents[1].joinpath("reporting", "schema", "miners-income.xsd").is_file()
     assert b"miners-income" in schema_text("miners-income")
+
+
+async def test_pool_commission_figures_and_formats(engine):
+    allocs, oct_data, nov_data = await _october_and_november(engine)
+    oct_t = pool_commission(OCT, oct_data)
+    rows = {r["date"]: r for r in _rows(oct_t)}
+    assert sorted(rows) == ["2026-10-05", "2026-10-08", "2026-10-15", "2026-10-25",
+                            "2026-10-31"]
+    assert int(rows["2026-10-05"]["commission_sats"]) == allocs["b1"].pool_fee_sats
+    b3 = allocs["b3"]
+    assert int(rows["2026-10-31"]["remainder_sats"]) == b3.pool_remainder_sats > 0
+    rate = Decimal("45123456.78") + 30 * Decimal("1000.37")
+    assert Decimal(rows["2026-10-31"]["income_kzt"]) == kzt_value(
+        b3.pool_fee_sats + b3.pool_remainder_sats, rate)
+    # the payout network fee the pool paid (fee_policy "pool") is its expense, on 10-25
+    assert rows["2026-10-25"]["network_fees_sats"] == "1000"
+    assert rows["2026-10-25"]["commission_sats"] == "0"
+    totals = dict(oct_t.totals)
+    month = dict(totals["month 2026-10"])
+    assert int(month["commission_sats"]) == sum(a.pool_fee_sats for k, a in allocs.items()
+                                                if k != "b4")
+    assert int(month["net_income_sats"]) == (int(month["commission_sats"])
+                                             + b3.pool_remainder_sats - 1000)
+    assert dict(totals["year 2026"]) == month and dict(totals["report"]) == month
+    assert all(r["rate_date"] == d for d, r in rows.items())
+    # November: block 130 in; the commission of orphaned block 105 reversed on 11-03, valued
+    # at the rate of the 10-08 credit it reverses
+    nov = pool_commission(NOV, nov_data)
+    nrows = {r["date"]: r for r in _rows(nov)}
+    assert sorted(nrows) == ["2026-11-01", "2026-11-03", "2026-11-05"]
+    assert int(nrows["2026-11-03"]["commission_sats"]) == -allocs["b5"].pool_fee_sats
+    assert nrows["2026-11-03"]["rate_date"] == "2026-10-08"
+    assert nrows["2026-11-03"]["blocks"] == "-1"
+    assert Decimal(nrows["2026-11-03"]["income_kzt"]) == -Decimal(rows["2026-10-08"][
+        "income_kzt"])
+    assert nrows["2026-11-05"]["network_fees_sats"] == "1200"
+    schema = etree.XMLSchema(etree.fromstring(schema_text("pool-commission")))
+    for table in (oct_t, nov):
+        schema.assertValid(etree.fromstring(render(table, "xml", "kk")))
+        raw = render(table, "csv", "ru").decode("utf-8-sig")
+        parsed = list(csv.reader(io.StringIO(raw, newline="")))
+        assert [tuple(r) for r in parsed[1:1 + len(table.rows)]] == list(table.rows)

@@ -27,6 +27,7 @@ from poolserver.config import Config, load_config
 
 log = logging.getLogger("poolserver.report")
 KEY_NAME = "report-signing.key"
+COMMANDS = {"miners-income": "miners", "pool-commission": "commission"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     m = psub.add_parser("miners", help="miners' incomes (tax office, authorized body)")
     _period_args(m)
     m.set_defaults(func=lambda a: _generate(a, "miners-income"))
+    c = psub.add_parser("commission", help="the pool's commission income per day")
+    _period_args(c)
+    c.set_defaults(func=lambda a: _generate(a, "pool-commission"))
     v = psub.add_parser("verify", help="check a report directory's hashes and signature")
     v.add_argument("dir", metavar="DIR")
     v.add_argument("--pubkey", metavar="FILE",
@@ -92,7 +96,7 @@ def _generate(args: argparse.Namespace, kind: str) -> int:
     from reporting.signing import VerifyError, load_key
     from reporting.table import LANGS
 
-    command = {"miners-income": "miners"}[kind]
+    command = COMMANDS[kind]
     config = load_config(args.config)
     try:
         args.period = parse_period(args, datetime.now(UTC).astimezone(KZ).date())
@@ -125,10 +129,12 @@ def _generate(args: argparse.Namespace, kind: str) -> int:
 def build_files(kind: str, period: Any, data: Any, formats: list[str], lang: str,
                 allow_missing_rates: bool) -> tuple[dict[str, bytes], Any]:
     """The report files of one report (pure over the period's data)."""
+    from reporting.commission import pool_commission
     from reporting.formats import render, schema_text
     from reporting.miners import miners_income
 
-    table = miners_income(period, data, allow_missing_rates)
+    build = {"miners-income": miners_income, "pool-commission": pool_commission}[kind]
+    table = build(period, data, allow_missing_rates)
     files = {f"{kind}_{period.label}.{fmt}": render(table, fmt, lang) for fmt in formats}
     if "xml" in formats:
         files[f"{kind}.xsd"] = schema_text(kind)
@@ -142,7 +148,7 @@ async def _write(engine: Any, config: Config, args: argparse.Namespace) -> int:
     from reporting.signing import write_signed
     from reporting.table import ReportError
 
-    command = "miners"
+    command = COMMANDS[args.kind]
     period = args.period
     print(f"report: reading the ledger for {period.first} .. {period.last} (UTC+5)",
           file=sys.stderr)
