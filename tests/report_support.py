@@ -38,7 +38,7 @@ from reporting.rates import Rate
 from tests.payout_support import ADDR, IDS
 
 REWARD = 312_512_345
-NAMES = {"alice": "«Әсем Қуат» ЖШС", "bob": "Бөбек Ғаниұлы ЖК", "dana": "Дана Һүнер і ТОО"}
+NAMES = {"alice": "«Әсем Қуат» ЖШС", "bob": "Бөбек Ғаниұлы ЖК", "dana": "«Һұнар Әлемі» ТОО"}
 ALICE_NEW = "bcrt1qevygvgrhdgvkfdh7gzw2a9xzlcdjzdgqn2gwua"
 DANA_ADDR = "bcrt1qyt3hpyd3d7ufvruar9zxte5en2u3cc4cvqut6s"
 SUSPENDED = (datetime(2026, 10, 10, tzinfo=UTC), datetime(2026, 11, 10, tzinfo=UTC))

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import stat
+import subprocess
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from fractions import Fraction
@@ -28,7 +29,9 @@ from reporting.deadline import deadline_stats, due_date, reminder_line
 from reporting.formats import render, schema_text
 from reporting.miners import miners_income
 from reporting.model import BlockEvent, MinerEvent, MinerIdentity, Period, PeriodData
+from reporting.pdf import statement_pdf
 from reporting.rates import MissingRates, RateError, kzt_value, parse_rates_csv
+from reporting.statement import miner_statement
 from reporting.table import ReportError
 from tests.report_support import (
     ADDR,
@@ -358,3 +361,39 @@ async def test_pool_commission_figures_and_formats(engine):
         raw = render(table, "csv", "ru").decode("utf-8-sig")
         parsed = list(csv.reader(io.StringIO(raw, newline="")))
         assert [tuple(r) for r in parsed[1:1 + len(table.rows)]] == list(table.rows)
+
+
+async def test_miner_statement_with_pdf(engine, tmp_path):
+    allocs, oct_data, _ = await _october_and_november(engine)
+    table = miner_statement(OCT, oct_data, "alice")
+    rows = _rows(table)
+    assert [r["block_height"] for r in rows] == ["100", "110", "120"]
+    assert [r["no"] for r in rows] == ["1", "2", "3"]
+    received = sum(ln.net_sats for k, a in allocs.items() if k in ("b1", "b2", "b3")
+                   for ln in a.lines if ln.miner_id == "alice")
+    art = dict(dict(table.totals)["art_8_4"])
+    assert int(art["received_sats"]) == received
+    assert int(art["minimum_via_licensed_exchanges_sats_if_all_sold"]) == -(-received * 3 // 4)
+    assert "AIFC" in dict(table.meta)["art_8_4"]
+    etree.XMLSchema(etree.fromstring(schema_text("miner-statement"))).assertValid(
+        etree.fromstring(render(table, "xml", "kk")))
+    with pytest.raises(ReportError, match="--miner: 'nobody'"):
+        miner_statement(OCT, oct_data, "nobody")
+    pdf = statement_pdf(table, "kk")
+    assert pdf.startswith(b"%PDF-") and pdf == statement_pdf(table, "kk")  # reproducible
+    assert b"DejaVu" in pdf  # the font is embedded
+    path = tmp_path / "statement.pdf"
+    path.write_bytes(pdf)
+    # poppler-utils (scripts/system-deps.d/poppler-utils.sh) reads the letters back
+    text = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True,
+                          text=True, check=True).stdout
+    for word in ("Цифрлық", "«Әсем Қуат» ЖШС", "үзінді", "Бағам", "теңге", "AIFC"):
+        assert word in text, word
+    dana = tmp_path / "dana.pdf"
+    dana.write_bytes(statement_pdf(miner_statement(OCT, oct_data, "dana"), "kk"))
+    text = subprocess.run(["pdftotext", str(dana), "-"], capture_output=True, text=True,
+                          check=True).stdout.lower()
+    assert set("әғқңөұүһі") <= set(text), set("әғқңөұүһі") - set(text)
+    subprocess.run(["pdftoppm", "-png", "-r", "80", "-f", "1", "-l", "1", str(dana),
+                    str(tmp_path / "page")], check=True)
+    assert (tmp_path / "page-1.png").stat().st_size > 10_000

@@ -27,7 +27,8 @@ from poolserver.config import Config, load_config
 
 log = logging.getLogger("poolserver.report")
 KEY_NAME = "report-signing.key"
-COMMANDS = {"miners-income": "miners", "pool-commission": "commission"}
+COMMANDS = {"miners-income": "miners", "pool-commission": "commission",
+            "miner-statement": "statement"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,6 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     c = psub.add_parser("commission", help="the pool's commission income per day")
     _period_args(c)
     c.set_defaults(func=lambda a: _generate(a, "pool-commission"))
+    st = psub.add_parser("statement", help="one miner's statement (also PDF)")
+    st.add_argument("--miner", required=True, metavar="ACCOUNT", help="the miner's account")
+    _period_args(st, "csv,json,xml,pdf")
+    st.set_defaults(func=lambda a: _generate(a, "miner-statement"))
     v = psub.add_parser("verify", help="check a report directory's hashes and signature")
     v.add_argument("dir", metavar="DIR")
     v.add_argument("--pubkey", metavar="FILE",
@@ -50,11 +55,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     k.set_defaults(func=_keygen)
 
 
-def _period_args(p: argparse.ArgumentParser) -> None:
+def _period_args(p: argparse.ArgumentParser, formats: str = "csv,json,xml") -> None:
     p.add_argument("--month", metavar="YYYY-MM", help="calendar month (default: the previous)")
     p.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD")
     p.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD")
-    p.add_argument("--format", default="csv,json,xml", help="comma-separated: csv,json,xml")
+    p.add_argument("--format", default=formats, help=f"comma-separated (default {formats})")
     p.add_argument("--lang", default="ru", help="column headers: kk, ru or en (default ru)")
     p.add_argument("--out", metavar="DIR", help="output directory (default: "
                    "<data_dir>/reports/<report>_<from>_<to>)")
@@ -101,10 +106,11 @@ def _generate(args: argparse.Namespace, kind: str) -> int:
     try:
         args.period = parse_period(args, datetime.now(UTC).astimezone(KZ).date())
         args.formats = [f.strip() for f in args.format.split(",") if f.strip()]
-        bad = [f for f in args.formats if f not in FORMATS]
+        allowed = (*FORMATS, "pdf") if kind == "miner-statement" else FORMATS
+        bad = [f for f in args.formats if f not in allowed]
         if bad or not args.formats:
             raise ValueError(f"--format: {','.join(bad) or '(none)'} not among "
-                             f"{','.join(FORMATS)}")
+                             f"{','.join(allowed)}")
         if args.lang not in LANGS:
             raise ValueError(f"--lang: {args.lang!r} is not one of {', '.join(LANGS)}")
         key_path = Path(args.key) if args.key else Path(config.pool.data_dir) / KEY_NAME
@@ -115,8 +121,9 @@ def _generate(args: argparse.Namespace, kind: str) -> int:
     except (ValueError, VerifyError) as exc:
         return _fail(command, str(exc))
     args.kind = kind
+    who = f"_{args.miner}" if kind == "miner-statement" else ""
     args.out_dir = (Path(args.out) if args.out else
-                    Path(config.pool.data_dir) / "reports" / f"{kind}_{args.period.label}")
+                    Path(config.pool.data_dir) / "reports" / f"{kind}{who}_{args.period.label}")
 
     async def go() -> int:
         from poolserver.storage_config import run_on_database
@@ -127,15 +134,24 @@ def _generate(args: argparse.Namespace, kind: str) -> int:
 
 
 def build_files(kind: str, period: Any, data: Any, formats: list[str], lang: str,
-                allow_missing_rates: bool) -> tuple[dict[str, bytes], Any]:
+                allow_missing_rates: bool, miner: str | None = None
+                ) -> tuple[dict[str, bytes], Any]:
     """The report files of one report (pure over the period's data)."""
     from reporting.commission import pool_commission
     from reporting.formats import render, schema_text
     from reporting.miners import miners_income
+    from reporting.pdf import statement_pdf
+    from reporting.statement import miner_statement
 
-    build = {"miners-income": miners_income, "pool-commission": pool_commission}[kind]
-    table = build(period, data, allow_missing_rates)
-    files = {f"{kind}_{period.label}.{fmt}": render(table, fmt, lang) for fmt in formats}
+    if kind == "miner-statement":
+        table = miner_statement(period, data, miner or "", allow_missing_rates)
+        stem = f"{kind}_{miner}_{period.label}"
+    else:
+        build = {"miners-income": miners_income, "pool-commission": pool_commission}[kind]
+        table = build(period, data, allow_missing_rates)
+        stem = f"{kind}_{period.label}"
+    files = {f"{stem}.{fmt}": statement_pdf(table, lang) if fmt == "pdf"
+             else render(table, fmt, lang) for fmt in formats}
     if "xml" in formats:
         files[f"{kind}.xsd"] = schema_text(kind)
     return files, table
@@ -157,12 +173,13 @@ async def _write(engine: Any, config: Config, args: argparse.Namespace) -> int:
           "building", file=sys.stderr)
     try:
         files, table = build_files(args.kind, period, data, args.formats, args.lang,
-                                   args.allow_missing_rates)
+                                   args.allow_missing_rates, getattr(args, "miner", None))
     except MissingRates as exc:
         return _fail(command, str(exc), 1)
     except ReportError as exc:
         return _fail(command, f"refused: {exc}", 1)
-    params = {"report": args.kind, "period_from": period.first.isoformat(),
+    params = {"report": args.kind, **({"miner": args.miner} if args.kind == "miner-statement"
+                                      else {}), "period_from": period.first.isoformat(),
               "period_to": period.last.isoformat(), "formats": ",".join(args.formats),
               "lang": args.lang, "allow_missing_rates": str(args.allow_missing_rates).lower(),
               "software": f"qazpool {__version__}"}
