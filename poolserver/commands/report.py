@@ -1,11 +1,16 @@
 """`poolserver report ...`: the signed income reports (issue 13; reporting/ builds them).
 
+* ``commission`` (same options): the pool's commission income per day, with the payout network
+  fees it paid as an expense; ``statement --miner ACCOUNT`` (same options, also ``pdf``): one
+  miner's statement with the Art. 8(4) basis.
 * ``miners [--month YYYY-MM | --from DATE --to DATE] [--format csv,json,xml] [--lang kk|ru|en]
   [--out DIR] [--key FILE] [--allow-missing-rates]``: the miners' incomes report (default: the
   previous month, every format, Russian headers) written with the XSD, ``manifest.json`` and
   the detached Ed25519 signature ``manifest.sig``.
 * ``verify DIR [--pubkey FILE]``: checks the signature and every file's hash; names the file
   that was changed. Exit 0 when intact, 1 otherwise.
+* ``deadline [--deadline-day N]``: the previous month's reports are due on the N-th (default
+  10th) of the following month; prints and logs the reminder, exit 1 once overdue.
 * ``keygen [--key FILE]``: a new Ed25519 signing key; the private key is written 0600 and never
   printed, the public key beside it (``FILE.pub``), its fingerprint printed.
 
@@ -44,6 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     st.add_argument("--miner", required=True, metavar="ACCOUNT", help="the miner's account")
     _period_args(st, "csv,json,xml,pdf")
     st.set_defaults(func=lambda a: _generate(a, "miner-statement"))
+    dl = psub.add_parser("deadline", help="when the previous month's reports are due (logged)")
+    dl.add_argument("--deadline-day", type=int, default=10,
+                    help="this day of the following month (default 10)")
+    dl.set_defaults(func=_deadline)
     v = psub.add_parser("verify", help="check a report directory's hashes and signature")
     v.add_argument("dir", metavar="DIR")
     v.add_argument("--pubkey", metavar="FILE",
@@ -216,6 +225,20 @@ def _verify(args: argparse.Namespace) -> int:
           f"({result.parameters.get('report')} {result.parameters.get('period_from')} .. "
           f"{result.parameters.get('period_to')})")
     return 0
+
+
+def _deadline(args: argparse.Namespace) -> int:
+    """Print and log the reminder (for cron: exit 0 while in time, 1 once overdue)."""
+    from reporting.deadline import deadline_stats, reminder_line
+
+    try:
+        stats = deadline_stats(datetime.now(UTC), args.deadline_day)
+    except ValueError as exc:
+        return _fail("deadline", f"--deadline-day: {exc}")
+    line = reminder_line(stats)
+    log.warning("%s", line)
+    print(line)
+    return 1 if stats.days_left < 0 else 0
 
 
 def _keygen(args: argparse.Namespace) -> int:
