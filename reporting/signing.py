@@ -66,11 +66,16 @@ def sign(manifest: bytes, private_key: ECC.EccKey) -> bytes:
 
 def write_signed(out_dir: Path, files: Mapping[str, bytes], params: Mapping[str, str],
                  private_key: ECC.EccKey) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
     manifest = manifest_bytes(files, {**params, "signing_key": fingerprint(private_key)})
+    outputs = {**files, MANIFEST: manifest, SIGNATURE: sign(manifest, private_key)}
+    if out_dir.exists():
+        stray = sorted(p.name for p in out_dir.iterdir() if p.name not in outputs)
+        if stray:
+            raise ValueError(f"--out: {out_dir} holds other files ({', '.join(stray[:3])}); "
+                             "write each report to its own (empty) directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, data in sorted({**files, MANIFEST: manifest,
-                              SIGNATURE: sign(manifest, private_key)}.items()):
+    for name, data in sorted(outputs.items()):
         path = out_dir / name
         path.write_bytes(data)
         written.append(path)

@@ -300,6 +300,12 @@ def test_cli_rates_report_verify(db_url, tmp_path, capsys):
     assert main([*base, "report", "verify", str(two)]) == 1
     assert "manifest.json: the signature does not match" in capsys.readouterr().out
 
+    # regenerating into the same directory is fine; into one holding another report is not
+    assert main([*base, "report", "miners", "--month", "2026-10", "--format",
+                 "csv,json,xml", "--lang", "kk", "--out", str(two)]) == 0
+    assert main([*base, "report", "miners", "--month", "2026-10", "--format", "csv",
+                 "--out", str(two)]) == 2
+    assert "holds other files" in capsys.readouterr().err
     com = tmp_path / "commission"
     assert main([*base, "report", "commission", "--month", "2026-10", "--format", "xml",
                  "--lang", "en", "--out", str(com)]) == 0

@@ -192,7 +192,11 @@ async def _write(engine: Any, config: Config, args: argparse.Namespace) -> int:
               "period_to": period.last.isoformat(), "formats": ",".join(args.formats),
               "lang": args.lang, "allow_missing_rates": str(args.allow_missing_rates).lower(),
               "software": f"qazpool {__version__}"}
-    for path in write_signed(args.out_dir, files, params, args.private_key):
+    try:
+        written = write_signed(args.out_dir, files, params, args.private_key)
+    except ValueError as exc:
+        return _fail(command, str(exc))
+    for path in written:
         print(f"report: wrote {path}", file=sys.stderr)
     missing = dict(table.meta).get("missing_rates")
     if missing:
