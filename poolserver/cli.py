@@ -18,6 +18,8 @@ COMMANDS = [
     "hardware",
     "audit",
     "payouts",
+    "rates",
+    "report",
 ]
 
 

@@ -1,0 +1,40 @@
+"""The per-miner statement: what one miner received in the period (distributions, reversals,
+late payments), for its own tax filing and to show the share it must sell through
+AIFC-licensed exchanges (Art. 8(4): at least 75%). The rows are the miner's rows of the
+miners' incomes report (built, and reconciled, over the whole period first)."""
+
+from __future__ import annotations
+
+from reporting.miners import miners_income
+from reporting.model import Period, PeriodData
+from reporting.rates import btc_text
+from reporting.table import ReportError, Table
+
+ART_8_4_PERCENT = 75
+ART_8_4_NOTE = ("Art. 8(4) of Law No. 193-VII: at least 75% of mined digital assets sold must "
+                "be sold through exchanges licensed in the Astana International Financial "
+                "Centre (AIFC). The received quantity above is the basis for that share.")
+
+
+def miner_statement(period: Period, data: PeriodData, account: str,
+                    allow_missing_rates: bool = False) -> Table:
+    if account not in data.miners:
+        raise ReportError(f"--miner: {account!r} has no distribution in the period "
+                          "(or is not registered)")
+    full = miners_income(period, data, allow_missing_rates)
+    ident = data.miners[account]
+    rows = [r for r in full.rows if r[2] == ident.iin_bin]
+    rows = [(str(n), *r[1:]) for n, r in enumerate(rows, start=1)]
+    (miner_total,) = [items for name, items in full.totals if name == f"miner {ident.iin_bin}"]
+    received = int(dict(miner_total)["quantity_sats"])
+    minimum = -(-received * ART_8_4_PERCENT // 100) if received > 0 else 0
+    totals = (("miner", miner_total), ("art_8_4", (
+        ("received_sats", str(received)), ("received_btc", btc_text(received)),
+        ("minimum_share_percent", str(ART_8_4_PERCENT)),
+        ("minimum_via_licensed_exchanges_sats_if_all_sold", str(minimum)),
+        ("minimum_via_licensed_exchanges_btc_if_all_sold", btc_text(minimum)))))
+    meta = (("report", "miner-statement"), ("account", account), ("iin_bin", ident.iin_bin),
+            ("legal_name", ident.legal_name), ("license_number", ident.license_number),
+            *((k, v) for k, v in full.meta if k != "report"), ("art_8_4", ART_8_4_NOTE))
+    return Table("miner-statement", full.columns, tuple(tuple(r) for r in rows), totals, meta,
+                 full.labels)
