@@ -311,6 +311,7 @@ class PoolApp:
             loop=self.loop_sampler.snapshot,
             db=self.db_poller,
             notify=self.notify_seconds,
+            payouts=self.payout_service.stats if self.payout_service is not None else None,
         )
         self.metrics_server, _ = start_metrics(
             cfg.metrics.host, cfg.metrics.port, self.stats, sources=sources

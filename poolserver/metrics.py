@@ -65,6 +65,7 @@ class Sources:
     rpc: RpcStats | None = None
     loop: LoopSnapshot | None = None
     db: Any = None  # telemetry.DbPoller (its .snapshot is replaced at each poll)
+    payouts: Any = None  # poolserver.payout_service.PayoutStats (None: no payout service)
     notify: Histogram = field(default_factory=lambda: Histogram(NOTIFY_BUCKETS))
 
 
@@ -124,6 +125,7 @@ class PoolCollector(Collector):
         yield from self._rpc()
         yield from self._loop()
         yield from self._db()
+        yield from self._payouts()
 
     # ---- families ---------------------------------------------------------------------------
     def _build(self) -> Iterator[Metric]:
@@ -215,6 +217,50 @@ class PoolCollector(Collector):
         yield _counter(
             "qazpool_stratum_checked_shares", "Shares hashed by the core", s.checked_shares
         )
+        yield _histogram(
+            "qazpool_stratum_share_check_seconds",
+            "Share check latency: one hash batch (check_shares + judge), one observation per batch",
+            s.check_seconds,
+        )
+        yield _counter(
+            "qazpool_stratum_block_solves_on_rejected_shares",
+            "Block solves found on shares refused after hashing (submitted all the same)",
+            s.blocks_found_rejected,
+        )
+        yield _counter(
+            "qazpool_stratum_storage_duplicates",
+            "Shares storage already held (a restart, another instance): answered duplicate",
+            s.storage_duplicates,
+        )
+        requests = CounterMetricFamily(
+            "qazpool_stratum_requests",
+            "Stratum requests by method and outcome (mining.submit: accepted or rejected)",
+            labels=["method", "outcome"],
+        )
+        counts: dict[tuple[str, str], float] = dict(s.requests)
+        counts[("mining.submit", "accepted")] = shares.get("accepted", 0)
+        counts[("mining.submit", "rejected")] = sum(
+            n for r, n in shares.items() if r != "accepted"
+        )
+        for (method, outcome), n in sorted(counts.items()):
+            requests.add_metric([method, outcome], n)
+        yield requests
+        opened = CounterMetricFamily(
+            "qazpool_stratum_connections_opened",
+            "Admitted connections by listener (bound port)",
+            labels=["listener"],
+        )
+        for listener, n in sorted(dict(s.listener_opened).items()):
+            opened.add_metric([listener], n)
+        yield opened
+        closed = CounterMetricFamily(
+            "qazpool_stratum_connections_closed",
+            "Closed connections by listener (bound port) and reason",
+            labels=["listener", "reason"],
+        )
+        for (listener, reason), n in sorted(dict(s.listener_closed).items()):
+            closed.add_metric([listener, reason], n)
+        yield closed
 
     def _feed(self) -> Iterator[Metric]:
         feed = self.s.feed
@@ -229,6 +275,11 @@ class PoolCollector(Collector):
         yield _counter("qazpool_templates_fetched", "Block templates fetched", fs.templates_fetched)
         yield _counter("qazpool_template_fetch_errors", "Failed template fetches", fs.fetch_errors)
         yield _counter("qazpool_jobs_published", "Jobs built from templates", fs.jobs_published)
+        yield _counter(
+            "qazpool_templates_unchanged",
+            "Templates that changed nothing the miner hashes (no new job minted)",
+            fs.templates_unchanged,
+        )
         yield _counter(
             "qazpool_chain_new_blocks", "New chain tips seen (prevhash changes)", fs.new_blocks
         )
@@ -278,6 +329,34 @@ class PoolCollector(Collector):
         yield _counter(
             "qazpool_block_submit_errors", "submitblock calls that failed", bs.submit_errors
         )
+        yield _counter(
+            "qazpool_block_record_errors",
+            "Found blocks whose local fsync'd record failed (submitted all the same)",
+            bs.record_errors,
+        )
+        yield _counter(
+            "qazpool_block_db_errors",
+            "Failed database writes of found blocks (each retried in the background)",
+            bs.db_errors,
+        )
+        yield _gauge(
+            "qazpool_block_db_behind",
+            "Found blocks the database does not hold completely yet (retrying)",
+            bs.db_behind,
+        )
+        yield _counter(
+            "qazpool_blocks_recovered_from_chain",
+            "Blocks paying the pool found on the chain but missing from the database, imported",
+            bs.recovered_from_chain,
+        )
+        latency = HistogramMetricFamily(
+            "qazpool_block_submit_latency_seconds",
+            "Solving share read to submitblock handed to the node's client, by node",
+            labels=["node"],
+        )
+        for node, h in sorted(dict(bs.submit_latency).items()):
+            latency.add_metric([node], h.cumulative(), h.total)
+        yield latency
 
     def _journal(self) -> Iterator[Metric]:
         js = self.s.journal_stats
@@ -301,6 +380,24 @@ class PoolCollector(Collector):
         yield _counter("qazpool_journal_flushes", "Group-commit batches written", js.batches)
         yield _counter(
             "qazpool_journal_db_failures", "Batches the database refused", js.db_failures
+        )
+        yield _counter(
+            "qazpool_journal_duplicate_shares",
+            "Shares refused by storage: their header hash is already stored (share_conflicts)",
+            js.duplicates,
+        )
+        yield _counter(
+            "qazpool_journal_replay_conflicts",
+            "Spooled (acknowledged) shares whose hash was already stored at replay: not credited",
+            js.replay_conflicts,
+        )
+        yield _histogram(
+            "qazpool_journal_flush_seconds",
+            "Duration of one group commit (database or spool)",
+            js.flush_seconds,
+        )
+        yield _histogram(
+            "qazpool_journal_batch_size", "Shares in one group commit", js.batch_size
         )
 
     def _rpc(self) -> Iterator[Metric]:
@@ -414,6 +511,11 @@ class PoolCollector(Collector):
             ["within_days"],
             {str(k): v for k, v in d.licenses_expiring.items()},
         )
+        yield _counter(
+            "qazpool_payment_fees_satoshis",
+            "Network fees of all sent payment transactions (payments.fee_sats, either policy)",
+            d.payment_fees_satoshis,
+        )
         yield _gauge(
             "qazpool_pplns_window_difficulty",
             "PPLNS window N = pplns_k x network difficulty",
@@ -424,6 +526,59 @@ class PoolCollector(Collector):
             "Share difficulty present in the PPLNS window / N (1 = full)",
             pplns_fill(d.pplns_window_work_difficulty, d.pplns_window_difficulty),
         )
+
+    def _payouts(self) -> Iterator[Metric]:
+        st = self.s.payouts
+        if st is None:
+            return
+        yield _counter(
+            "qazpool_payment_batches_planned", "Payment batches planned", st.batches_planned_total
+        )
+        yield _counter(
+            "qazpool_payout_outputs_held",
+            "Payout outputs the wallet refused alone, held by this process",
+            st.outputs_held_total,
+        )
+        yield _counter(
+            "qazpool_payment_underfunded_refusals",
+            "Wallet refusals for lack of funds (planning paused)",
+            st.underfunded_refusals_total,
+        )
+        yield _counter("qazpool_reconcile_runs", "Periodic reconcile runs", st.reconcile_runs_total)
+        yield _counter(
+            "qazpool_reconcile_errors",
+            "Periodic reconcile runs that failed",
+            st.reconcile_errors_total,
+        )
+        if not st.leader:  # the payout leader's figures only (several instances, one database)
+            return
+        if st.wallet_spendable_sats >= 0:
+            yield _gauge(
+                "qazpool_wallet_spendable_satoshis",
+                "Spendable wallet balance at the last payment run",
+                st.wallet_spendable_sats,
+            )
+        yield _gauge(
+            "qazpool_payments_waiting_for_funds",
+            "Miners over the payout threshold the wallet cannot fund yet",
+            st.payments_waiting_for_funds,
+        )
+        yield _gauge(
+            "qazpool_payouts_held",
+            "Miners whose payout is held (the wallet refused their output)",
+            st.payouts_held,
+        )
+        if st.wallet_ledger_difference_sats is not None:
+            yield _gauge(
+                "qazpool_wallet_ledger_difference_satoshis",
+                "Wallet total minus what the books say it must hold (last reconcile; 0 = agree)",
+                st.wallet_ledger_difference_sats,
+            )
+            yield _gauge(
+                "qazpool_reconcile_last_run_timestamp_seconds",
+                "Unix time of the last successful reconcile",
+                st.reconcile_last_run_at,
+            )
 
 
 def start_metrics(

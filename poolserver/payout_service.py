@@ -28,6 +28,10 @@ their inputs from the database, the register and the chain, and stores what they
    after a refusal for lack of funds does planning pause for ``payment_retry_after_s``.
 5. **Retention**: every ``retention_interval_s`` roll raw shares older than
    ``[storage].retention_days`` up into exact hourly sums.
+6. **Reconcile** (``reconcile``, as ``poolserver payouts reconcile``): on the first tick and then
+   every ``reconcile_interval_s`` the books are checked against the wallet; the last difference
+   (satoshis) and its time are kept in ``PayoutStats`` for the metrics (the payout leader only:
+   a process that cannot take the lock drops its figure).
 
 The whole tick runs under a lock (PostgreSQL: session advisory lock; SQLite: ``flock`` on a file
 beside the database), so only one process ever pays: comment reconciliation protects against
@@ -43,6 +47,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -95,6 +100,7 @@ from poolserver.storage_config import storage_settings
 log = logging.getLogger(__name__)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+RECONCILE_INTERVAL_S = 600.0  # periodic reconcile (reads the whole ledger and the wallet)
 LOCK_KEY = 0x71617A7061796F75  # "qazpayou": pg_advisory_lock key of the payout service
 ALLOCATABLE = ("accepted", "inconclusive", "orphaned")
 RPC_INVALID_ADDRESS_OR_KEY = -5  # getblock: "Block not found"
@@ -154,6 +160,13 @@ class PayoutStats:
     batches_planned_total: int = 0
     outputs_held_total: int = 0  # holds placed by this process
     underfunded_refusals_total: int = 0  # wallet refusals for lack of funds (planning paused)
+    # the last reconcile run under the lock: wallet - books in satoshis (None: not run by this
+    # process, or it is not the payout leader any more), and its Unix time
+    wallet_ledger_difference_sats: int | None = None
+    leader: bool = False  # the last tick held the payout lock (its gauges are the pool's)
+    reconcile_last_run_at: float = 0.0
+    reconcile_runs_total: int = 0
+    reconcile_errors_total: int = 0
 
 
 @dataclass
@@ -233,8 +246,10 @@ class PayoutService:
         *,
         found_store: Any = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        reconcile_interval_s: float = RECONCILE_INTERVAL_S,
     ) -> None:
         self.engine = engine
+        self.reconcile_interval_s = reconcile_interval_s
         self.config = config
         self.cfg = config.payouts
         self.chain = chain
@@ -258,6 +273,7 @@ class PayoutService:
         self._paused_until: datetime | None = None
         self.stats = PayoutStats()
         self._last_retention: datetime | None = None
+        self._last_reconcile: float | None = None  # monotonic
         self._task: asyncio.Task[None] | None = None
 
     # ---- inputs ---------------------------------------------------------------------------
@@ -470,7 +486,10 @@ class PayoutService:
         async with payout_lock(self.engine) as locked:
             if not locked:
                 report.locked = False
+                self.stats.leader = False  # another process is the leader: its figures count
+                self.stats.wallet_ledger_difference_sats = None
                 return report
+            self.stats.leader = True
             now = self.clock()
             if self.found_store is not None:
                 report.imported = await self.found_store.import_fallback()
@@ -478,7 +497,35 @@ class PayoutService:
             await self.update_chain(report)
             await self.pay(now, report)
             await self.retention(now, report)
+            await self.periodic_reconcile(report)
         return report
+
+    async def periodic_reconcile(self, report: TickReport) -> None:
+        """``reconcile`` on the first tick and every ``reconcile_interval_s`` (under the tick's
+        lock); the last difference goes to ``stats`` for the metrics. A failure keeps the last
+        figure and counts an error (never fails the tick)."""
+        if self.transport is None or not hasattr(self.transport, "balances"):
+            return
+        mono = time.monotonic()
+        if self._last_reconcile is not None and \
+                mono - self._last_reconcile < self.reconcile_interval_s:
+            return
+        self._last_reconcile = mono
+        try:
+            result = await self.reconcile()
+        except Exception as exc:
+            self.stats.reconcile_errors_total += 1
+            log.warning("periodic reconcile failed: %r", exc)
+            report.errors.append(f"reconcile: {exc}")
+            return
+        st = self.stats
+        st.reconcile_runs_total += 1
+        st.wallet_ledger_difference_sats = result.difference_sats
+        st.reconcile_last_run_at = time.time()
+        if result.difference_sats:
+            log.error("reconcile: wallet and ledger differ by %d sat (wallet %d, books %d); run "
+                      "`poolserver payouts reconcile`", result.difference_sats,
+                      result.wallet_sats, result.expected_sats)  # fmt: skip
 
     # ---- reconciliation (payouts/reconcile.py says what must equal what) --------------------
 

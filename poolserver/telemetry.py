@@ -28,6 +28,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from stratum.stats import Histogram as Histogram  # re-exported: the one histogram type
+
 log = logging.getLogger(__name__)
 
 # Histogram buckets (seconds) for node RPCs: a getblocktemplate on mainnet takes 10-500 ms.
@@ -44,40 +46,6 @@ RPC_METHODS = frozenset(
     }
 )  # fmt: skip
 EXPIRY_DAYS = (60, 30, 7)
-
-
-@dataclass
-class Histogram:
-    """Cumulative-bucket histogram as plain data (one writer: the event loop thread)."""
-
-    bounds: tuple[float, ...]
-    counts: list[int] = field(default_factory=list)  # per bucket, not cumulative; +Inf last
-    total: float = 0.0
-    count: int = 0
-
-    def __post_init__(self) -> None:
-        if not self.counts:
-            self.counts = [0] * (len(self.bounds) + 1)
-
-    def observe(self, value: float) -> None:
-        i = 0
-        for i, bound in enumerate(self.bounds):  # noqa: B007
-            if value <= bound:
-                break
-        else:
-            i = len(self.bounds)
-        self.counts[i] += 1
-        self.total += value
-        self.count += 1
-
-    def cumulative(self) -> list[tuple[str, int]]:
-        """[(le, cumulative count)], ending with +Inf, as prometheus_client wants them."""
-        out, running = [], 0
-        counts = list(self.counts)
-        for bound, n in zip((*self.bounds, float("inf")), counts, strict=True):
-            running += n
-            out.append(("+Inf" if bound == float("inf") else repr(float(bound)), running))
-        return out
 
 
 # ---- node RPC ------------------------------------------------------------------------------
@@ -297,6 +265,7 @@ class DbSnapshot:
     licenses_expiring: dict[int, int] = field(default_factory=dict)  # days -> miners
     pplns_window_difficulty: float = 0.0  # N = k x network difficulty
     pplns_window_work_difficulty: float = 0.0  # share difficulty present in the window
+    payment_fees_satoshis: int = 0  # network fees of every sent payment tx (payments.fee_sats)
     polled_at: float = 0.0
     poll_seconds: float = 0.0
     errors: int = 0

@@ -95,6 +95,8 @@ async def _money(engine: AsyncEngine, snap: DbSnapshot) -> None:
             payments[str(status)] = int(count)
             amounts[str(status)] = int(amount)
         ledger["pending_payout"] = amounts["pending"] + amounts["broadcast"]
+        fees = await conn.execute(select(func.coalesce(func.sum(Payment.fee_sats), 0)))
+        snap.payment_fees_satoshis = int(fees.scalar_one())
         blocks = await conn.execute(
             select(FoundBlock.status, func.count()).group_by(FoundBlock.status)
         )

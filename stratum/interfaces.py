@@ -85,6 +85,9 @@ class BlockCandidate:
     block_hash: bytes  # internal order
     account: str
     worker: str
+    # time.monotonic() when the submit line was read (0.0: unknown); for the metric from the
+    # share's arrival to submitblock (poolserver.bitcoin.blocks.BlockStats.submit_latency)
+    arrived: float = 0.0
 
 
 class BlockSink(Protocol):

@@ -91,13 +91,14 @@ def build_header(sub: Submission, extranonce1: bytes) -> bytes:
 
 
 class _Pending:
-    __slots__ = ("extranonce1", "req_id", "session", "sub")
+    __slots__ = ("arrived", "extranonce1", "req_id", "session", "sub")
 
     def __init__(self, session: Session, req_id: Any, sub: Submission) -> None:
         self.session = session
         self.req_id = req_id
         self.sub = sub
         self.extranonce1 = session.extranonce1  # as the miner had it when it submitted
+        self.arrived = session.last_recv  # monotonic time the submit line was read (no syscall)
 
 
 # A share that passed every check, on its way to the sink: (pending, share, block candidate,
@@ -147,6 +148,7 @@ class StratumServer:
         self._auth_failures: dict[tuple[str, str], tuple[int, float, float]] = {}
         self._failed_accounts: dict[str, set[str]] = {}  # ip -> accounts refused recently
         self._servers: list[asyncio.AbstractServer] = []
+        self._listener: dict[int, str] = {}  # id(PortSettings) -> bound port (metrics label)
         self._sweeper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.closing = False
@@ -169,6 +171,7 @@ class StratumServer:
             self._servers.append(srv)
             sockname = srv.sockets[0].getsockname()
             bound.append((sockname[0], sockname[1]))
+            self._listener[id(port)] = str(sockname[1])
             log.info(
                 "stratum listening on %s:%d%s (difficulty start %s, min %s, max %s)",
                 sockname[0],
@@ -240,6 +243,7 @@ class StratumServer:
         self.sessions.add(session)
         stats.connections_current += 1
         stats.connections_total += 1
+        stats.listener_opened[self._listener.get(id(session.port), "other")] += 1
         return None
 
     def forget(self, session: Session, reason: str) -> None:
@@ -259,6 +263,7 @@ class StratumServer:
         if session.workers:
             stats.authorized_current -= 1
         stats.disconnects[reason] += 1
+        stats.listener_closed[(self._listener.get(id(session.port), "other"), reason)] += 1
 
     def ban(self, ip: str, seconds: float, reason: str) -> None:
         """Refuse every connection from ``ip`` for ``seconds`` and close its sessions."""
@@ -462,6 +467,7 @@ class StratumServer:
                     sub.hash_mask,
                 )
             )
+        t0 = time.perf_counter()
         results = hashcore.check_shares(items)
         stats = self.stats
         stats.check_batches += 1
@@ -507,6 +513,7 @@ class StratumServer:
             if is_block and h not in tip.blocks:
                 candidate = self._candidate(p, h, account, worker)
             accepted.append((p, share, candidate, tip))
+        stats.check_seconds.observe(time.perf_counter() - t0)  # one observation per batch
         if accepted:
             self.spawn(self._record(accepted, now_mono))
         elif self._inflight == 0:
@@ -532,6 +539,7 @@ class StratumServer:
             block_hash=h,
             account=account,
             worker=worker,
+            arrived=p.arrived,
         )
 
     async def _rejected_block(self, p: _Pending, h: bytes, tip: Tip, reason: Reject) -> None:

@@ -28,7 +28,7 @@ from stratum.extranonce import ExtranonceAllocator
 from stratum.interfaces import AccountPolicy
 from stratum.protocol import ProtocolError, Request
 from stratum.settings import PortSettings, ServerSettings
-from stratum.stats import StratumStats
+from stratum.stats import REQUEST_METHODS, StratumStats
 
 log = logging.getLogger(__name__)
 
@@ -279,24 +279,32 @@ class Session(asyncio.Protocol):
         method = req.method
         try:
             if method == "mining.submit":
-                self._submit(req)
+                self._submit(req)  # counted by share result (StratumStats.shares)
             else:
+                # requests by method and outcome; mining.authorize counts its own outcome
+                requests = self.server.stats.requests
                 handler = _HANDLERS.get(method)
                 if handler is not None:
                     handler(self, req)
+                    if handler is not Session._authorize:
+                        requests[(method, "ok")] += 1
                 elif method == "":
                     pass  # a reply to a server request (ping / get_version)
                 elif method.startswith("mining.suggest_difficulty("):
                     # ckpool's legacy form with the value in the method name.
                     req.params = [method[len("mining.suggest_difficulty(") : -1]]
                     self._suggest_difficulty(req)
+                    requests[("mining.suggest_difficulty", "ok")] += 1
                 else:
                     self.server.stats.protocol_errors["unknown_method"] += 1
+                    requests[("other", "unsupported")] += 1
                     self.send(
                         protocol.error_reply(req.id, 20, f"Unsupported method: {method[:64]}")
                     )
         except Exception:  # never a traceback to the client, never a dead connection loop
             log.exception("internal error handling %s from %s", method[:64], self.peer)
+            label = method if method in REQUEST_METHODS else "other"
+            self.server.stats.requests[(label, "error")] += 1
             self.send(protocol.error_reply(req.id, 20, "Internal error"))
 
     def _resume(self) -> None:
@@ -385,19 +393,24 @@ class Session(asyncio.Protocol):
         params = req.params if isinstance(req.params, list) else []
         name = params[0] if params else None
         parsed = parse_worker_name(name)
+        requests = self.server.stats.requests
         if isinstance(parsed, str):
             self.server.stats.protocol_errors["bad_worker_name"] += 1
+            requests[("mining.authorize", "invalid")] += 1
             self.send(protocol.error_reply(req.id, 24, f"Invalid worker name: {parsed}"))
             return
         assert isinstance(name, str)
         if name in self.workers:
+            requests[("mining.authorize", "ok")] += 1
             self.send(protocol.true_reply(req.id))
             return
         if len(self.workers) >= MAX_WORKERS_PER_SESSION:
+            requests[("mining.authorize", "refused")] += 1
             self.send(protocol.error_reply(req.id, 24, "Too many workers on one connection"))
             return
         refusal = self.server.name_refusal(self.peer, name, parsed[0])
         if refusal is not None:
+            requests[("mining.authorize", "refused")] += 1
             self.send(protocol.error_reply(req.id, 24, f"Unauthorized worker: {refusal}"))
             self.show_message(f"qazpool: {name} refused: {refusal}")
             return
@@ -414,18 +427,23 @@ class Session(asyncio.Protocol):
         except Exception:
             log.exception("account policy failed for %s from %s", account, self.peer)
             decision = None
+        requests = self.server.stats.requests
         if self.closed:
+            requests[("mining.authorize", "closed")] += 1
             return
         if decision is None:
             # The policy itself failed (e.g. register database down): not the miner's fault,
             # so no back-off; cgminer/cpuminer retry the authorize.
+            requests[("mining.authorize", "unavailable")] += 1
             self.send(protocol.error_reply(req_id, 24, "Authorization temporarily unavailable"))
         elif not decision.allowed:
+            requests[("mining.authorize", "refused")] += 1
             reason = decision.reason or "not allowed"
             self.send(protocol.error_reply(req_id, 24, f"Unauthorized worker: {reason}"))
             self.show_message(f"qazpool: {account} refused: {reason}")
             self.server.auth_failed(self, account, reason)  # may ban: the reply goes out first
         else:
+            requests[("mining.authorize", "ok")] += 1
             first = not self.workers
             self.workers[name] = (account, worker)
             self.server.auth_ok(self, account, first)

@@ -112,6 +112,71 @@ async def mined_pool(tmp_path: Path) -> AsyncIterator[tuple[PoolApp, FakeBitcoin
         await fake.stop()
 
 
+@dataclass
+class PayingPool:
+    """A pool on the embedded chain (with its coin-tracking wallet) whose payout service has
+    paid a block found over Stratum: a payment with its network fee, ledger and reconcile."""
+
+    app: PoolApp
+    block_hash: str = ""
+    fee_sats: int = 0
+
+
+@contextlib.asynccontextmanager
+async def paying_pool(tmp_path: Path) -> AsyncIterator[PayingPool]:
+    """Started and registered; ``pay()`` (below) finds a block and waits for its payment."""
+    from tests.payout_support import seed_register
+
+    cfg = config_from_dict(
+        {
+            "pool": {"data_dir": str(tmp_path / "paying")},
+            "chain": {"bits": "207fffff", "persist": False},
+            "stratum": {"listeners": [{"host": "127.0.0.1", "port": 0,
+                                       "start_difficulty": 1e-6, "min_difficulty": 1e-8}]},
+            "metrics": {"host": "127.0.0.1", "port": 0, "db_poll_interval_s": 0.5},
+            "register": {"enforce": "off"},
+            "payouts": {"tick_interval_s": 0.2, "allocation_delay_s": 0.0,
+                        "maturity_confirmations": 2, "min_payout_sats": 1000},
+        }
+    )  # fmt: skip
+    app = PoolApp(cfg)
+    await app.start()
+    try:
+        await seed_register(app.storage.engine)
+        yield PayingPool(app)
+    finally:
+        await app.stop()
+
+
+async def pay(pool: PayingPool) -> None:
+    """alice finds a block over Stratum; 100 blocks on top make it spendable; the payout
+    service pays her (a real transaction of the embedded wallet, with its fee)."""
+    from poolserver.storage.repository import Allocations
+    from tests.payout_support import OTHER_MINER
+
+    app = pool.app
+    chain = app.rpc
+    host, port = app.stratum_addresses[0]
+    c = await StratumClient.connect(host, port)
+    try:
+        await c.cgminer("alice.rig1")
+        job = await c.wait_job()
+        found = c.grind(job, version_bits=0x00002000)
+        assert found.meets_network and (await c.submit(job, found))["result"] is True
+    finally:
+        await c.close()
+    pool.block_hash = found.hash[::-1].hex()
+    allocations = Allocations(app.storage.engine)
+    async with asyncio.timeout(30):
+        while await allocations.get(pool.block_hash) is None:
+            await asyncio.sleep(0.05)
+    chain.generatetoaddress(100, OTHER_MINER)
+    wallet = app.payout_service.transport
+    async with asyncio.timeout(30):
+        while not wallet.recorded():
+            await asyncio.sleep(0.05)
+
+
 class Daemon:
     """A child process on a loopback port, stopped with SIGTERM (then SIGKILL) at exit."""
 
@@ -176,17 +241,21 @@ class Prometheus:
 @contextlib.asynccontextmanager
 async def prometheus(
     tmp_path: Path,
-    target: tuple[str, int],
+    target: tuple[str, int] | list[tuple[str, int]],
     *,
     rule_files: list[Path] = (),  # type: ignore[assignment]
     alertmanager: str = "",
 ) -> AsyncIterator[Prometheus]:
     binary = tool("prometheus")
+    targets = target if isinstance(target, list) else [target]
     port = free_port()
     cfg: dict[str, Any] = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
         "scrape_configs": [
-            {"job_name": "qazpool", "static_configs": [{"targets": [f"{target[0]}:{target[1]}"]}]}
+            {
+                "job_name": "qazpool",
+                "static_configs": [{"targets": [f"{h}:{p}" for h, p in targets]}],
+            }
         ],
         "rule_files": [str(p) for p in rule_files],
     }
@@ -209,7 +278,7 @@ async def prometheus(
         url = f"http://127.0.0.1:{port}"
         await wait_http(f"{url}/-/ready", daemon)
         prom = Prometheus(url, daemon)
-        await prom.wait_for('up{job="qazpool"} == 1')
+        await prom.wait_for(f'count(up{{job="qazpool"}} == 1) == {len(targets)}')
         yield prom
     finally:
         daemon.stop()

@@ -69,6 +69,29 @@ async def test_running_pool_metrics_pass_promtool_and_cover_the_families(tmp_pat
         "qazpool_event_loop_lag_seconds": "histogram",
         "qazpool_ledger_balance_satoshis": "gauge",
         "qazpool_process_cpu_seconds_total": "counter",
+        # issue 11 wiring of issue 10's figures
+        "qazpool_stratum_share_check_seconds": "histogram",
+        "qazpool_block_submit_latency_seconds": "histogram",  # every regtest share is a block
+        "qazpool_journal_flush_seconds": "histogram",
+        "qazpool_journal_batch_size": "histogram",
+        "qazpool_stratum_requests_total": "counter",
+        "qazpool_stratum_connections_opened_total": "counter",
+        "qazpool_stratum_connections_closed_total": "counter",
+        "qazpool_stratum_block_solves_on_rejected_shares_total": "counter",
+        "qazpool_stratum_storage_duplicates_total": "counter",
+        "qazpool_templates_unchanged_total": "counter",
+        "qazpool_block_record_errors_total": "counter",
+        "qazpool_block_db_errors_total": "counter",
+        "qazpool_block_db_behind": "gauge",
+        "qazpool_blocks_recovered_from_chain_total": "counter",
+        "qazpool_journal_duplicate_shares_total": "counter",
+        "qazpool_journal_replay_conflicts_total": "counter",
+        "qazpool_payment_fees_satoshis_total": "counter",
+        "qazpool_payment_batches_planned_total": "counter",
+        "qazpool_payout_outputs_held_total": "counter",
+        "qazpool_payment_underfunded_refusals_total": "counter",
+        "qazpool_reconcile_runs_total": "counter",
+        "qazpool_reconcile_errors_total": "counter",
     }.items():
         assert types.get(family) == kind, (family, types.get(family))
     assert 'qazpool_stratum_authorized_workers{firmware="cgminer"} 1.0' in text
@@ -78,6 +101,10 @@ async def test_running_pool_metrics_pass_promtool_and_cover_the_families(tmp_pat
         for line in text.splitlines()
     )
     assert 'qazpool_node_rpc_up{node="' in text and "qazpool_pplns_window_fill_ratio 1.0" in text
+    assert 'qazpool_stratum_requests_total{method="mining.subscribe",outcome="ok"} 2.0' in text
+    assert 'qazpool_stratum_requests_total{method="mining.authorize",outcome="ok"} 2.0' in text
+    (host_port,) = app.stratum_addresses
+    assert f'qazpool_stratum_connections_opened_total{{listener="{host_port[1]}"}} 2.0' in text
 
 
 async def test_db_figures_can_be_turned_off_on_all_but_one_instance(tmp_path):

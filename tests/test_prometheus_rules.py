@@ -39,6 +39,9 @@ def test_the_alerts_the_issue_asks_for_exist_and_have_a_severity():
         "QazpoolBlockRejected", "QazpoolRejectRatioHigh", "QazpoolJournalSpooling",
         "QazpoolWalletLedgerMismatch", "QazpoolPaymentFailed", "QazpoolLicenseExpiring",
         "QazpoolEventLoopLag",
+        # issue 10: a found block's storage failing, share conflicts in storage, payouts held
+        "QazpoolFoundBlockStorageFailing", "QazpoolFoundBlockDatabaseBehind",
+        "QazpoolShareConflicts", "QazpoolPayoutsHeld", "QazpoolReconcileFailing",
     ):  # fmt: skip
         assert name in alerts, name
     for rule in alerts.values():

@@ -34,6 +34,7 @@ import inspect
 import json
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +45,12 @@ from typing import Any, Protocol
 from poolserver.bitcoin.node import NodeGroup, NodeUnavailable, Rpc, RpcError, RpcTransientError
 from stratum.interfaces import BlockCandidate
 from stratum.jobs import BlockAssemblyError, assemble_block
+from stratum.stats import Histogram
+
+# Share arrival -> submitblock handed to the node client (seconds); the target is p99 < 20 ms.
+SUBMIT_LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+)  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +204,9 @@ class BlockStats:
     db_behind: int = 0
     # blocks paying the pool found on the chain but missing from the database, imported
     recovered_from_chain: int = 0
+    # node name -> seconds from the solving share's arrival (the submit line read) to the first
+    # submitblock handed to that node's client (replayed blocks have no arrival: not observed)
+    submit_latency: dict[str, Histogram] = field(default_factory=dict)
 
 
 class BlockSubmitter:
@@ -260,7 +270,7 @@ class BlockSubmitter:
         self.stats.found += 1
         # The submissions are started before any storage I/O: they run as soon as this
         # coroutine first yields (in the record's write below), never after it.
-        recorded = self._start(block, db_has=False)
+        recorded = self._start(block, db_has=False, arrived=candidate.arrived)
         local_ok = db_ok = False
         try:
             local_ok = await self._record_locally(block)
@@ -288,10 +298,13 @@ class BlockSubmitter:
                       "same", block.block_hash, block.height, exc)  # fmt: skip
             return False
 
-    def _start(self, block: FoundBlock, *, db_has: bool) -> asyncio.Future[bool]:
+    def _start(
+        self, block: FoundBlock, *, db_has: bool, arrived: float = 0.0
+    ) -> asyncio.Future[bool]:
         """Start the submissions to every node now; returns the future the caller resolves
-        once the local record is written (True) or failed (False)."""
-        submits = [asyncio.create_task(self._submit_one(n, block)) for n in self.nodes]
+        once the local record is written (True) or failed (False). ``arrived``: monotonic time
+        the solving share was read (0.0 = unknown, e.g. a replay)."""
+        submits = [asyncio.create_task(self._submit_one(n, block, arrived)) for n in self.nodes]
         loop = asyncio.get_running_loop()
         recorded: asyncio.Future[bool] = loop.create_future()
         settled: asyncio.Future[BlockOutcome] = loop.create_future()
@@ -457,11 +470,18 @@ class BlockSubmitter:
                             "attempt(s)", b.block_hash, b.height, failures)  # fmt: skip
             return
 
-    async def _submit_one(self, node: Rpc, block: FoundBlock) -> tuple[bool, str | None]:
+    async def _submit_one(
+        self, node: Rpc, block: FoundBlock, arrived: float = 0.0
+    ) -> tuple[bool, str | None]:
         """(answered, verdict). Retries transport errors within the retry window."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.retry_window_s
         delay = self.retry_s
+        if arrived:
+            latency = self.stats.submit_latency.get(node.name)
+            if latency is None:
+                latency = self.stats.submit_latency[node.name] = Histogram(SUBMIT_LATENCY_BUCKETS)
+            latency.observe(max(0.0, time.monotonic() - arrived))
         while True:
             try:
                 verdict = await node.call("submitblock", block.block_hex)

@@ -31,7 +31,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ from poolserver.storage.models import Share, ShareConflict
 from poolserver.storage.schema import SchemaError, check_schema
 from poolserver.storage.spool import Spool, SpoolError
 from stratum.interfaces import AcceptedShare, DuplicateShare
+from stratum.stats import Histogram
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +220,11 @@ def _record_conflicts_insert(engine: AsyncEngine) -> Any:
     return sqlite.insert(table).on_conflict_do_nothing(index_elements=["uid"])
 
 
+# group commit duration (seconds): a local SQLite commit takes ~1 ms, a remote PostgreSQL a few
+FLUSH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+
+
 @dataclass
 class JournalStats:
     committed: int = 0  # shares committed directly to the database
@@ -228,6 +234,9 @@ class JournalStats:
     db_failures: int = 0
     duplicates: int = 0  # puts refused with DuplicateShare: share hash already stored
     replay_conflicts: int = 0  # spooled (already acked) shares whose hash was stored: not credited
+    # one observation per group commit written (database or spool): its duration and size
+    flush_seconds: Histogram = field(default_factory=lambda: Histogram(FLUSH_BUCKETS))
+    batch_size: Histogram = field(default_factory=lambda: Histogram(BATCH_SIZE_BUCKETS))
 
 
 @dataclass(frozen=True)
@@ -356,6 +365,7 @@ class ShareJournal:
                         fut.set_exception(JournalUnavailable(f"share not stored: {exc}"))
 
     async def _write(self, batch: list[tuple[dict[str, Any], asyncio.Future[None]]]) -> None:
+        started = time.perf_counter()
         rows = [row for row, _ in batch]
         stored = False
         refused: dict[bytes, dict[str, Any]] = {}
@@ -381,6 +391,8 @@ class ShareJournal:
                 raise JournalUnavailable(f"database down and spool not writable: {exc}") from exc
             self.stats.spooled += len(rows)
         self.stats.batches += 1
+        self.stats.flush_seconds.observe(time.perf_counter() - started)
+        self.stats.batch_size.observe(len(rows))
         for row, fut in batch:
             if fut.done():
                 continue
