@@ -151,6 +151,7 @@ class PoolApp:
         self.stratum_addresses: list[tuple[str, int]] = []
         self.metrics_address: tuple[str, int] | None = None
         self._feed_task: asyncio.Task[None] | None = None
+        self._network_task: asyncio.Task[None] | None = None
         self._owns_rpc = rpc is None
         self.register_policy: Any = None
         self._register_engine: Any = None
@@ -247,6 +248,7 @@ class PoolApp:
         )
         # First job before the listeners open, so the first miner gets work at once.
         self._feed_task = asyncio.get_running_loop().create_task(self.feed.run())
+        self._start_network_miners()
         first = await self.feed.wait_for_job()
         self.server.new_job(first)
         self.feed.add_listener(self._on_job)
@@ -266,6 +268,19 @@ class PoolApp:
             data.resolve(),
             hashcore.backend(),
         )
+
+    def _start_network_miners(self) -> None:
+        """Embedded chain only: the rest of the network finds a block every
+        ``[chain].network_block_interval_s`` seconds on average (0 = never), paying an address
+        that is not the pool's (the wallet must not see unexplained deposits)."""
+        from poolserver.bitcoin.embedded_chain import NETWORK_MINER_SCRIPT, EmbeddedChain
+
+        interval = self.config.chain.network_block_interval_s
+        if interval > 0 and isinstance(self.rpc, EmbeddedChain):
+            self._network_task = asyncio.get_running_loop().create_task(
+                self.rpc.run_other_miners(interval, NETWORK_MINER_SCRIPT)
+            )
+            log.info("embedded chain: the rest of the network finds a block every ~%gs", interval)
 
     def _start_metrics(self) -> None:
         """The /metrics endpoint and the samplers behind it (loop lag, database figures)."""
@@ -356,6 +371,10 @@ class PoolApp:
         )
 
     async def stop(self) -> None:
+        if self._network_task is not None:
+            self._network_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._network_task
         if self._feed_task is not None:
             self._feed_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
