@@ -6,7 +6,7 @@ Timings (all here, documented in README "Quick start"):
 - the network difficulty makes a pool block take about ``SHARES_PER_BLOCK`` ASIC shares
   (a few seconds with the simulated ASICs);
 - the rest of the network finds a block every ``NETWORK_BLOCK_INTERVAL_S`` seconds on average,
-  so a pool block reaches depth 101 (coinbase spendable) in about 80 s;
+  so a pool block reaches depth 101 (coinbase spendable) about 50 s after it was found;
 - the payout service ticks every second and allocates a block 1 s after it was found.
 """
 
@@ -21,8 +21,8 @@ DEMO_DIR = "qazpool-demo"
 CONFIG_NAME = "demo.toml"
 ASIC_DIFFICULTY = 4e-6
 CPU_DIFFICULTY = 1e-6
-SHARES_PER_BLOCK = 25
-NETWORK_BLOCK_INTERVAL_S = 0.7
+SHARES_PER_BLOCK = 12
+NETWORK_BLOCK_INTERVAL_S = 0.6
 PAYOUT_TICK_S = 1.0
 MIN_PAYOUT_SATS = 100_000
 

@@ -43,6 +43,14 @@ def _reasons(s: Snapshot) -> str:
     return ", ".join(f"{k}: {v}" for k, v in sorted(s.shares.items()) if k != "accepted") or "-"
 
 
+def _refusal_reason(message: str) -> str:
+    """A short reason for the table (the whole message is in the footer and the summary)."""
+    for word in ("suspended", "revoked", "expired", "not registered", "no license"):
+        if word in message:
+            return "license " + word if word in ("suspended", "revoked", "expired") else word
+    return "authorization refused"
+
+
 def refusal_line(asic: SimulatedAsic) -> str:
     return f"demo refused: {asic.worker} ({asic.user_agent}): {asic.stats.last_refusal}"
 
@@ -59,18 +67,19 @@ def render(s: Snapshot, asics: list[SimulatedAsic], title: str) -> Any:
     head.add_row(f"up {s.elapsed_s:.0f}s", f"chain height {s.height}",
                  f"connections {s.connections} ({s.authorized} authorized)",
                  f"pool hashrate {rate(s.hashrate)}")  # fmt: skip
-    head.add_row(f"shares {s.accepted}", f"rejects {s.rejected}",
+    head.add_row(f"shares {s.accepted} ({s.shares_stored} stored)", f"rejects {s.rejected}",
                  f"blocks found {s.blocks_found} (credited {s.blocks_credited})",
                  f"payments {s.payments}")  # fmt: skip
     miners = Table(expand=True)
     for col in ("worker", "firmware", "state", "accepted", "rejected", "blocks", "credited BTC",
                 "balance BTC", "paid BTC"):  # fmt: skip
-        miners.add_column(col, justify="right" if col[0].islower() and " " in col else "left")
+        numeric = col in ("accepted", "rejected", "blocks") or col.endswith("BTC")
+        miners.add_column(col, justify="right" if numeric else "left")
     for a in asics:
         account = a.worker.split(".")[0]
         state = a.stats.state
         if state == "refused":
-            state = f"[red]refused[/red]: {a.stats.last_refusal[:60]}"
+            state = f"[red]refused[/red] ({_refusal_reason(a.stats.last_refusal)})"
         elif state == "mining":
             state = "[green]mining[/green]"
         miners.add_row(a.worker, a.user_agent, state, str(a.stats.accepted),
@@ -79,7 +88,9 @@ def render(s: Snapshot, asics: list[SimulatedAsic], title: str) -> Any:
                        btc(s.paid.get(account, 0)))  # fmt: skip
     rejects = _reasons(s)
     txs = ", ".join(t[:16] + "…" for t in s.payment_txids[-3:]) or "-"
-    foot = f"rejects by reason: {rejects}\npayment txids: {txs}\nCtrl-C stops the demo"
+    refused = "".join(f"\n{refusal_line(a)}" for a in asics if a.stats.refusals)
+    foot = (f"rejects by reason: {rejects}\npayment txids: {txs}{refused}\n"
+            "Ctrl-C stops the demo")  # fmt: skip
     return Panel(Group(head, miners, foot), title=title)
 
 
