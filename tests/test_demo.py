@@ -117,3 +117,37 @@ def test_demo_finds_blocks_credits_and_pays(tmp_path: Path) -> None:
     )  # fmt: skip
     assert rec.returncode == 0, rec.stdout + rec.stderr
     assert re.search(r"^difference\t0\t", rec.stdout, re.M), rec.stdout
+
+
+def run_demo(cwd: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "poolserver", "demo", "--duration", "1", "--stratum-port", "0",
+         "--cpu-port", "0", "--metrics-port", "0", *extra],
+        cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+
+
+def test_demo_never_writes_into_a_pool_data_dir(tmp_path: Path) -> None:
+    data = tmp_path / "qazpool-data"
+    data.mkdir()
+    (data / "qazpool.sqlite3").write_bytes(b"a production database")
+    for extra in ((), ("--fresh",)):
+        r = run_demo(tmp_path, "--dir", str(data), *extra)
+        assert r.returncode == 2 and "--dir:" in r.stderr and "not a demo folder" in r.stderr
+        assert "Traceback" not in r.stderr
+        assert sorted(p.name for p in data.iterdir()) == ["qazpool.sqlite3"]
+        assert (data / "qazpool.sqlite3").read_bytes() == b"a production database"
+
+
+def test_demo_folder_of_other_settings_refused_then_fresh(tmp_path: Path) -> None:
+    data = tmp_path / "qazpool-demo"
+    data.mkdir()
+    (data / "demo.toml").write_text('[chain]\nbits = "207fffff"\n')
+    (data / "embedded-chain.jsonl").write_text("")
+    r = run_demo(tmp_path)
+    assert r.returncode == 2 and "--fresh" in r.stderr and "207fffff" in r.stderr, r.stderr
+    r = run_demo(tmp_path, "--fresh")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "qazpool demo stopped after" in r.stdout
+    assert '"207fffff"' not in (data / "demo.toml").read_text()

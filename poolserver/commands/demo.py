@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import shutil
 import signal
 import sys
 import time
@@ -58,6 +59,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="Prometheus /metrics port (0 = any free port)",
     )
     p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="delete the demo folder first (only a folder the demo made)",
+    )
+    p.add_argument(
         "--plain",
         action="store_true",
         help="plain progress lines even on a terminal (always so without a TTY)",
@@ -88,6 +94,16 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--duration: must be >= 0, got {args.duration}")
     except ValueError as exc:
         print(f"poolserver demo: {exc}", file=sys.stderr)
+        return 2
+    from poolserver.demo.settings import CONFIG_NAME, DemoPorts, demo_dir_problem
+
+    data_dir = Path(args.dir).resolve()
+    if args.fresh and (data_dir / CONFIG_NAME).exists():
+        shutil.rmtree(data_dir)
+    ports = DemoPorts(args.stratum_port, args.cpu_port, args.metrics_port)
+    problem = demo_dir_problem(data_dir, ports)
+    if problem is not None:
+        print(f"poolserver demo: --dir: {problem}", file=sys.stderr)
         return 2
     with asyncio.Runner(loop_factory=new_loop) as runner:
         return runner.run(_demo(args))

@@ -91,3 +91,30 @@ def write_demo_config(data_dir: Path, ports: DemoPorts) -> Path:
     path = data_dir / CONFIG_NAME
     path.write_text(demo_toml(data_dir.resolve(), ports))
     return path
+
+
+def demo_dir_problem(data_dir: Path, ports: DemoPorts) -> str | None:
+    """Why the demo must not use ``data_dir`` as it is, or None. The demo only writes into a
+    folder it made (``demo.toml`` there) or a new/empty one, never a pool's data dir; and it
+    continues a folder only if its chain can continue (same network difficulty)."""
+    import tomllib
+
+    if not data_dir.exists() or not any(data_dir.iterdir()):
+        return None
+    existing = data_dir / CONFIG_NAME
+    if not existing.exists():
+        return (
+            f"{data_dir} is not a demo folder (no {CONFIG_NAME}) and not empty; the demo never"
+            " writes into another pool's data: choose another --dir"
+        )
+    try:
+        old = tomllib.loads(existing.read_text()).get("chain", {}).get("bits")
+    except (OSError, ValueError) as exc:
+        return f"{existing}: unreadable ({exc}); run with --fresh to start over"
+    new = tomllib.loads(demo_toml(data_dir, ports))["chain"]["bits"]
+    if old != new:
+        return (
+            f"{data_dir} was made by another version of the demo (chain bits {old}, now {new}):"
+            " its chain cannot continue; run with --fresh to start over"
+        )
+    return None
