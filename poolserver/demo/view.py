@@ -141,8 +141,8 @@ def summary(s: Snapshot, asics: list[SimulatedAsic], ctx: DemoContext) -> str:
     sh, sp = ctx.stratum
     ch, cp = ctx.cpu
     lines += [
-        "", "Point a real miner at it (run the demo again; any registered account works,",
-        "e.g. aigerim, as account.worker; the register refuses unknown accounts):",
+        "", "Point a real miner at the demo while it runs (user account.worker of a registered",
+        "miner, e.g. aigerim; the register refuses unknown accounts):",
         f"  ASIC port:  stratum+tcp://{sh}:{sp}  user aigerim.rig1  password x",
         f"  CPU miner (low-difficulty port): cpuminer -a sha256d -o stratum+tcp://{ch}:{cp} "
         "-u erlan.cpu1 -p x",
