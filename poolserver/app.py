@@ -157,6 +157,7 @@ class PoolApp:
         self._register_engine: Any = None
         self._unsubscribe_cutoff: Any = None
         self.payout_service: Any = None
+        self.instance_lease: Any = None
         self.block_recovery: Any = None
         from poolserver.telemetry import NOTIFY_BUCKETS, Histogram, RpcStats
 
@@ -187,6 +188,7 @@ class PoolApp:
 
             self.storage = await open_storage_from_config(cfg)
             self.sink = self.storage.journal
+            await self._take_instance_lease()
             log.info("shares: durable journal in %s", self.storage.url)
         elif isinstance(self.sink, MemoryShareSink):
             log.warning("shares: IN-MEMORY sink, nothing survives a restart (tests only)")
@@ -268,6 +270,17 @@ class PoolApp:
             data.resolve(),
             hashcore.backend(),
         )
+
+    async def _take_instance_lease(self) -> None:
+        """Scale-out: [pool].node_id (the extranonce1 prefix) leased in the shared database;
+        LeaseHeld (startup refused) while another live instance holds it."""
+        from poolserver.instance_lease import InstanceIdLease
+
+        lease = InstanceIdLease(self.storage.engine, self.config.pool.node_id,
+                                self.config.pool.lease_ttl_s)  # fmt: skip
+        await lease.acquire()
+        self.instance_lease = lease
+        lease.start()
 
     def _start_network_miners(self) -> None:
         """Embedded chain only: the rest of the network finds a block every
@@ -396,6 +409,8 @@ class PoolApp:
             await self.register_policy.stop()
         if self._register_engine is not None:
             await self._register_engine.dispose()
+        if self.instance_lease is not None:
+            await self.instance_lease.release()
         if self.storage is not None:
             await self.storage.close()
         if self.metrics_server is not None:
