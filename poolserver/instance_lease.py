@@ -4,7 +4,8 @@ Several pool instances share one database; each hands out extranonce1 values wit
 ``[pool].node_id`` in the high bits, so two live processes must never run with the same id.
 At startup an instance takes the id's row in ``instance_leases`` (refused while another holder's
 lease is live), then renews it every third of ``[pool].lease_ttl_s``; a clean stop deletes it.
-After kill -9 the row stays but lapses after the TTL, so a restart is not refused for longer.
+After kill -9 the row stays but lapses after the TTL, so a restart is not refused for longer
+(on the same host at once: a holder whose process is gone is taken over immediately).
 
 Takeover of a lapsed lease is an optimistic update (``WHERE holder = old AND expires_at = old``),
 so two processes racing for the same lapsed id cannot both win; a racing first insert loses on
@@ -51,6 +52,22 @@ def default_holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def dead_local_holder(holder: str) -> bool:
+    """True when ``holder`` (host:pid:tag) names a process of this host that is gone: its lease
+    need not lapse (a restart after kill -9 on the same machine is not kept waiting)."""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -84,20 +101,26 @@ class InstanceIdLease:
                           "expires_at": now + self.ttl}  # fmt: skip
                 if row is None:
                     try:
-                        await conn.execute(insert(Row).values(instance_id=self.instance_id,
-                                                              **values))  # fmt: skip
+                        async with conn.begin_nested():
+                            await conn.execute(insert(Row).values(instance_id=self.instance_id,
+                                                                  **values))  # fmt: skip
                     except IntegrityError:
                         continue  # another process inserted first: look again
                 else:
                     expires = _aware(row.expires_at)
                     if row.holder != self.holder and expires > now:
-                        raise LeaseHeld(
-                            f"pool.node_id {self.instance_id} is held by another live instance "
-                            f"({row.holder}) until {expires.isoformat()} (lease TTL "
-                            f"{self.ttl.total_seconds():g}s, renewed while it runs); give this "
-                            "instance its own [pool].node_id, or wait for the lease to lapse "
-                            "if that instance is gone"
-                        )
+                        if dead_local_holder(row.holder):
+                            log.warning("pool.node_id %d: lease holder %s is a process of this "
+                                        "host that no longer runs (killed?): taking over",
+                                        self.instance_id, row.holder)  # fmt: skip
+                        else:
+                            raise LeaseHeld(
+                                f"pool.node_id {self.instance_id} is held by another live instance "
+                                f"({row.holder}) until {expires.isoformat()} (lease TTL "
+                                f"{self.ttl.total_seconds():g}s, renewed while it runs); give this "
+                                "instance its own [pool].node_id, or wait for the lease to lapse "
+                                "if that instance is gone"
+                            )
                     result = await conn.execute(
                         update(Row)
                         .where(Row.instance_id == self.instance_id, Row.holder == row.holder,

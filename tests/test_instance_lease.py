@@ -96,3 +96,25 @@ async def test_pool_process_refused_while_live_accepted_after_kill9_lapse(tmp_pa
     finally:
         first.ensure_stopped()
         second.ensure_stopped()
+
+
+async def test_live_lease_of_a_gone_process_on_this_host_taken_at_once(engine):
+    """kill -9 and restart on the same machine: the holder's pid no longer runs, so the restart
+    does not wait for the TTL; a holder on another host (or a live pid here) still refuses."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    clock = Clock()
+    host = socket.gethostname()
+    await lease(engine, f"{host}:{gone.pid}:dead", clock).acquire()
+    await lease(engine, "b", clock).acquire()  # the dead holder's live lease: taken over
+    await lease(engine, f"{host}:{os.getpid()}:live", clock, instance_id=9).acquire()
+    with pytest.raises(LeaseHeld):
+        await lease(engine, "c", clock, instance_id=9).acquire()
+    await lease(engine, f"other-host:{gone.pid}:x", clock, instance_id=10).acquire()
+    with pytest.raises(LeaseHeld):
+        await lease(engine, "c", clock, instance_id=10).acquire()
