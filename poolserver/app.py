@@ -151,11 +151,13 @@ class PoolApp:
         self.stratum_addresses: list[tuple[str, int]] = []
         self.metrics_address: tuple[str, int] | None = None
         self._feed_task: asyncio.Task[None] | None = None
+        self._network_task: asyncio.Task[None] | None = None
         self._owns_rpc = rpc is None
         self.register_policy: Any = None
         self._register_engine: Any = None
         self._unsubscribe_cutoff: Any = None
         self.payout_service: Any = None
+        self.instance_lease: Any = None
         self.block_recovery: Any = None
         from poolserver.telemetry import NOTIFY_BUCKETS, Histogram, RpcStats
 
@@ -186,6 +188,7 @@ class PoolApp:
 
             self.storage = await open_storage_from_config(cfg)
             self.sink = self.storage.journal
+            await self._take_instance_lease()
             log.info("shares: durable journal in %s", self.storage.url)
         elif isinstance(self.sink, MemoryShareSink):
             log.warning("shares: IN-MEMORY sink, nothing survives a restart (tests only)")
@@ -247,6 +250,7 @@ class PoolApp:
         )
         # First job before the listeners open, so the first miner gets work at once.
         self._feed_task = asyncio.get_running_loop().create_task(self.feed.run())
+        self._start_network_miners()
         first = await self.feed.wait_for_job()
         self.server.new_job(first)
         self.feed.add_listener(self._on_job)
@@ -266,6 +270,30 @@ class PoolApp:
             data.resolve(),
             hashcore.backend(),
         )
+
+    async def _take_instance_lease(self) -> None:
+        """Scale-out: [pool].node_id (the extranonce1 prefix) leased in the shared database;
+        LeaseHeld (startup refused) while another live instance holds it."""
+        from poolserver.instance_lease import InstanceIdLease
+
+        lease = InstanceIdLease(self.storage.engine, self.config.pool.node_id,
+                                self.config.pool.lease_ttl_s)  # fmt: skip
+        await lease.acquire()
+        self.instance_lease = lease
+        lease.start()
+
+    def _start_network_miners(self) -> None:
+        """Embedded chain only: the rest of the network finds a block every
+        ``[chain].network_block_interval_s`` seconds on average (0 = never), paying an address
+        that is not the pool's (the wallet must not see unexplained deposits)."""
+        from poolserver.bitcoin.embedded_chain import NETWORK_MINER_SCRIPT, EmbeddedChain
+
+        interval = self.config.chain.network_block_interval_s
+        if interval > 0 and isinstance(self.rpc, EmbeddedChain):
+            self._network_task = asyncio.get_running_loop().create_task(
+                self.rpc.run_other_miners(interval, NETWORK_MINER_SCRIPT)
+            )
+            log.info("embedded chain: the rest of the network finds a block every ~%gs", interval)
 
     def _start_metrics(self) -> None:
         """The /metrics endpoint and the samplers behind it (loop lag, database figures)."""
@@ -357,6 +385,10 @@ class PoolApp:
         )
 
     async def stop(self) -> None:
+        if self._network_task is not None:
+            self._network_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._network_task
         if self._feed_task is not None:
             self._feed_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -378,6 +410,8 @@ class PoolApp:
             await self.register_policy.stop()
         if self._register_engine is not None:
             await self._register_engine.dispose()
+        if self.instance_lease is not None:
+            await self.instance_lease.release()
         if self.storage is not None:
             await self.storage.close()
         if self.metrics_server is not None:

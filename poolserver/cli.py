@@ -11,6 +11,7 @@ from poolserver import __version__
 # Subcommand modules, in help order. Each has register(subparsers).
 COMMANDS = [
     "run",
+    "demo",
     "selfcheck",
     "db",
     "miners",

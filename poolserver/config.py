@@ -32,6 +32,10 @@ class PoolConfig:
     # hand out the same extranonce1.
     node_id: int = 0
     log_level: str = "INFO"
+    # Instances sharing one database: the node_id is leased in the database with this TTL
+    # (renewed every TTL/3); a second live process with the same node_id is refused at startup,
+    # a restart after kill -9 waits at most this long.
+    lease_ttl_s: float = 15.0
 
 
 @dataclass

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Quick start, command 1: set up (./.venv) and run the pool with its embedded defaults.
+# The production entry: set up (./.venv) and run `poolserver run` (embedded defaults without a
+# config). The Quick-start demo is scripts/demo.sh (`poolserver demo`).
 # Extra arguments go to `poolserver run`, e.g. scripts/run-pool.sh --config pool.toml
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -50,3 +50,38 @@ async def test_embedded_chain_accepts_block_found_over_stratum(tmp_path):
         await c.close()
     finally:
         await app.stop()
+
+
+async def test_network_blocks_advance_the_embedded_chain(tmp_path):
+    """[chain].network_block_interval_s: the rest of the network finds blocks (so rewards
+    mature in a demo), paying a script that is not the pool's; miners get clean jobs."""
+    from poolserver.bitcoin.embedded_chain import NETWORK_MINER_SCRIPT
+    from stratum.tx import parse_block
+    from tests.conftest import wait_until
+
+    cfg = config_from_dict(
+        {
+            "pool": {"data_dir": str(tmp_path / "data")},
+            "chain": {"persist": False, "network_block_interval_s": 0.05},
+            "stratum": {"listeners": [{"host": "127.0.0.1", "port": 0}]},
+            "metrics": {"enabled": False},
+        }
+    )  # fmt: skip
+    app = PoolApp(cfg, sink=MemoryShareSink())
+    await app.start()
+    try:
+        chain = app.rpc
+        assert isinstance(chain, EmbeddedChain)
+        host, port = app.stratum_addresses[0]
+        c = await StratumClient.connect(host, port)
+        await c.cpuminer("aigerim.cpu")
+        first = await c.wait_job()
+        await wait_until(lambda: chain.height >= 3, timeout=30)
+        job = await c.wait_job(timeout=10, newer_than=first.job_id)
+        assert job.clean and job.prevhash != first.prevhash
+        block = parse_block(chain.blocks[chain.main[1]].raw)
+        assert block.txs[0].outputs[0].script == NETWORK_MINER_SCRIPT
+        await c.close()
+    finally:
+        await app.stop()
+    assert app._network_task is not None and app._network_task.cancelled()

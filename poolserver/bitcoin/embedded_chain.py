@@ -62,6 +62,9 @@ HALVING_INTERVAL = {"regtest": 150, "test": 210_000, "signet": 210_000}
 RPC_DESERIALIZATION_ERROR = -22
 RPC_INVALID_PARAMETER = -8
 RPC_INVALID_ADDRESS_OR_KEY = -5
+# The rest of the network's blocks ([chain].network_block_interval_s) pay this P2WPKH script: a
+# fixed program that is not the pool's address on any network.
+NETWORK_MINER_SCRIPT = b"\x00\x14" + hashlib.sha256(b"qazpool embedded network").digest()[:20]
 
 
 class EmbeddedChainError(ValueError):

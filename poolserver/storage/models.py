@@ -104,9 +104,7 @@ class ShareConflict(Base):
     user_agent: Mapped[str] = mapped_column(String(256), default="")
     extra: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
 
-    __table_args__ = (
-        CheckConstraint("source IN ('live', 'replay', 'migration')", name="source"),
-    )
+    __table_args__ = (CheckConstraint("source IN ('live', 'replay', 'migration')", name="source"),)
 
 
 class ShareRollup(Base):
@@ -246,9 +244,7 @@ class Payment(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     __table_args__ = (
-        CheckConstraint(
-            "status IN ('pending', 'broadcast', 'confirmed', 'failed')", name="status"
-        ),
+        CheckConstraint("status IN ('pending', 'broadcast', 'confirmed', 'failed')", name="status"),
     )
 
 
@@ -283,3 +279,16 @@ class PayoutHold(Base):
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
     released_at: Mapped[datetime | None]
+
+
+class InstanceLease(Base):
+    """Scale-out (issue 12): one row per pool instance id (``[pool].node_id``, the extranonce1
+    prefix). The instance holding it renews ``expires_at`` every third of the TTL; another
+    process may take the id only once the lease lapsed (a kill -9 frees it after the TTL)."""
+
+    __tablename__ = "instance_leases"
+
+    instance_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    holder: Mapped[str] = mapped_column(String(200))
+    acquired_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
