@@ -322,6 +322,48 @@ def test_cli_rates_report_verify(db_url, tmp_path, capsys):
     assert "--month" in capsys.readouterr().err
 
 
+def test_cli_reports_section_sets_language_paths_and_deadline(db_url, tmp_path, capsys):
+    """[reports]: language, deadline_day, key_file and out_dir are the defaults of the report
+    commands; --lang, --deadline-day, --key and --out override them; a bad value is named."""
+    data, rep, key = tmp_path / "data", tmp_path / "rep", tmp_path / "keys" / "signing.key"
+    cfg = tmp_path / "pool.toml"
+    cfg.write_text(f'[pool]\ndata_dir = "{data}"\n[storage]\nurl = "{db_url}"\n[reports]\n'
+                   f'language = "en"\ndeadline_day = 15\nkey_file = "{key}"\n'
+                   f'out_dir = "{rep}"\n')
+    base = ["--config", str(cfg)]
+
+    async def setup() -> None:
+        engine = create_engine(db_url)
+        try:
+            await build_ledger(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(setup())
+    rate_file = tmp_path / "rates.csv"
+    rate_file.write_text(rates_csv(rates()))
+    assert main([*base, "rates", "import", str(rate_file)]) == 0
+    assert main([*base, "report", "keygen"]) == 0
+    assert key.is_file() and key.with_name("signing.key.pub").is_file()
+    assert not (data / "report-signing.key").exists()
+    capsys.readouterr()
+    assert main([*base, "report", "miners", "--month", "2026-10", "--format", "csv"]) == 0
+    assert "send by 2026-11-15" in capsys.readouterr().out
+    out = rep / "miners-income_2026-10-01_2026-10-31"
+    header = (out / "miners-income_2026-10-01_2026-10-31.csv").read_text("utf-8-sig")
+    assert header.startswith("No.,Kind,IIN/BIN,Legal name,")
+    assert main([*base, "report", "verify", str(out)]) == 0  # the pubkey beside key_file
+    kk = tmp_path / "kk"
+    assert main([*base, "report", "miners", "--month", "2026-10", "--format", "csv", "--lang",
+                 "kk", "--deadline-day", "12", "--out", str(kk)]) == 0
+    assert "send by 2026-11-12" in capsys.readouterr().out
+    assert (kk / "miners-income_2026-10-01_2026-10-31.csv").read_text(
+        "utf-8-sig").startswith("Р/с №,Операция түрі,ЖСН/БСН,")
+    cfg.write_text(cfg.read_text().replace('language = "en"', 'language = "de"'))
+    assert main([*base, "report", "miners", "--month", "2026-10"]) == 2
+    assert "reports.language: 'de' is not one of kk, ru, en" in capsys.readouterr().err
+
+
 def test_xsd_ships_in_the_package():
     assert Path(__file__).parents[1].joinpath("reporting", "schema", "miners-income.xsd").is_file()
     assert b"miners-income" in schema_text("miners-income")

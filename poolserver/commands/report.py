@@ -5,16 +5,19 @@
   miner's statement with the Art. 8(4) basis.
 * ``miners [--month YYYY-MM | --from DATE --to DATE] [--format csv,json,xml] [--lang kk|ru|en]
   [--out DIR] [--key FILE] [--allow-missing-rates]``: the miners' incomes report (default: the
-  previous month, every format, Russian headers) written with the XSD, ``manifest.json`` and
-  the detached Ed25519 signature ``manifest.sig``.
+  previous month, every format, headers in ``[reports].language``, Russian unless set) written
+  with the XSD, ``manifest.json`` and the detached Ed25519 signature ``manifest.sig`` to
+  ``[reports].out_dir`` (default ``<data_dir>/reports``)``/<report>_<from>_<to>``.
 * ``verify DIR [--pubkey FILE]``: checks the signature and every file's hash; names the file
   that was changed. Exit 0 when intact, 1 otherwise.
 * ``deadline [--deadline-day N]``: the previous month's reports are due on the N-th (default
-  10th) of the following month; prints and logs the reminder, exit 1 once overdue.
+  ``[reports].deadline_day``, the 10th) of the following month; prints and logs the
+  reminder, exit 1 once overdue.
 * ``keygen [--key FILE]``: a new Ed25519 signing key; the private key is written 0600 and never
   printed, the public key beside it (``FILE.pub``), its fingerprint printed.
 
-Dates are Kazakhstan calendar dates (UTC+5). Progress goes to stderr, one line per step.
+Dates are Kazakhstan calendar dates (UTC+5). Progress goes to stderr: one line per step and,
+while the report is built, one per miner done (and every ``PROGRESS_ROWS`` rows).
 """
 
 from __future__ import annotations
@@ -29,9 +32,9 @@ from typing import Any
 
 from poolserver import __version__
 from poolserver.config import Config, load_config
+from poolserver.report_deadline import KEY_NAME, check_reports_config, key_path, reports_dir
 
 log = logging.getLogger("poolserver.report")
-KEY_NAME = "report-signing.key"
 COMMANDS = {"miners-income": "miners", "pool-commission": "commission",
             "miner-statement": "statement"}
 
@@ -50,8 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _period_args(st, "csv,json,xml,pdf")
     st.set_defaults(func=lambda a: _generate(a, "miner-statement"))
     dl = psub.add_parser("deadline", help="when the previous month's reports are due (logged)")
-    dl.add_argument("--deadline-day", type=int, default=10,
-                    help="this day of the following month (default 10)")
+    dl.add_argument("--deadline-day", type=int, default=None,
+                    help="this day of the following month (default [reports].deadline_day, 10)")
     dl.set_defaults(func=_deadline)
     v = psub.add_parser("verify", help="check a report directory's hashes and signature")
     v.add_argument("dir", metavar="DIR")
@@ -69,14 +72,17 @@ def _period_args(p: argparse.ArgumentParser, formats: str = "csv,json,xml") -> N
     p.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD")
     p.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD")
     p.add_argument("--format", default=formats, help=f"comma-separated (default {formats})")
-    p.add_argument("--lang", default="ru", help="column headers: kk, ru or en (default ru)")
+    p.add_argument("--lang", default=None, help="column headers: kk, ru or en (default "
+                   "[reports].language, ru)")
     p.add_argument("--out", metavar="DIR", help="output directory (default: "
-                   "<data_dir>/reports/<report>_<from>_<to>)")
-    p.add_argument("--key", metavar="FILE", help=f"signing key (default <data_dir>/{KEY_NAME})")
+                   "[reports].out_dir or <data_dir>/reports, then /<report>_<from>_<to>)")
+    p.add_argument("--key", metavar="FILE", help=f"signing key (default [reports].key_file or "
+                   f"<data_dir>/{KEY_NAME})")
     p.add_argument("--allow-missing-rates", action="store_true",
                    help="mark distributions on days without a rate instead of stopping")
-    p.add_argument("--deadline-day", type=int, default=10,
-                   help="filing deadline: this day of the following month (default 10)")
+    p.add_argument("--deadline-day", type=int, default=None,
+                   help="filing deadline: this day of the following month (default "
+                   "[reports].deadline_day, 10)")
 
 
 def parse_period(args: argparse.Namespace, today: date) -> Any:
@@ -112,6 +118,11 @@ def _generate(args: argparse.Namespace, kind: str) -> int:
 
     command = COMMANDS[kind]
     config = load_config(args.config)
+    check_reports_config(config.reports)
+    if args.lang is None:
+        args.lang = config.reports.language
+    if args.deadline_day is None:
+        args.deadline_day = config.reports.deadline_day
     try:
         args.period = parse_period(args, datetime.now(UTC).astimezone(KZ).date())
         args.formats = [f.strip() for f in args.format.split(",") if f.strip()]
@@ -122,17 +133,17 @@ def _generate(args: argparse.Namespace, kind: str) -> int:
                              f"{','.join(allowed)}")
         if args.lang not in LANGS:
             raise ValueError(f"--lang: {args.lang!r} is not one of {', '.join(LANGS)}")
-        key_path = Path(args.key) if args.key else Path(config.pool.data_dir) / KEY_NAME
-        if not key_path.exists():
-            raise ValueError(f"--key: no signing key at {key_path} (create one with "
+        key_file = Path(args.key) if args.key else key_path(config)
+        if not key_file.exists():
+            raise ValueError(f"--key: no signing key at {key_file} (create one with "
                              "`poolserver report keygen`)")
-        args.private_key = load_key(key_path)
+        args.private_key = load_key(key_file)
     except (ValueError, VerifyError) as exc:
         return _fail(command, str(exc))
     args.kind = kind
     who = f"_{args.miner}" if kind == "miner-statement" else ""
     args.out_dir = (Path(args.out) if args.out else
-                    Path(config.pool.data_dir) / "reports" / f"{kind}{who}_{args.period.label}")
+                    reports_dir(config) / f"{kind}{who}_{args.period.label}")
 
     async def go() -> int:
         from poolserver.storage_config import run_on_database
@@ -217,7 +228,8 @@ def _verify(args: argparse.Namespace) -> int:
     if args.pubkey:
         pub = Path(args.pubkey)
     else:
-        pub = Path(load_config(args.config).pool.data_dir) / f"{KEY_NAME}.pub"
+        key = key_path(load_config(args.config))
+        pub = key.with_name(key.name + ".pub")
     try:
         result = verify_dir(directory, load_key(pub))
     except FileNotFoundError:
@@ -235,8 +247,11 @@ def _deadline(args: argparse.Namespace) -> int:
     """Print and log the reminder (for cron: exit 0 while in time, 1 once overdue)."""
     from reporting.deadline import deadline_stats, reminder_line
 
+    config = load_config(args.config)
+    check_reports_config(config.reports)
+    day = config.reports.deadline_day if args.deadline_day is None else args.deadline_day
     try:
-        stats = deadline_stats(datetime.now(UTC), args.deadline_day)
+        stats = deadline_stats(datetime.now(UTC), day)
     except ValueError as exc:
         return _fail("deadline", f"--deadline-day: {exc}")
     line = reminder_line(stats)
@@ -248,7 +263,7 @@ def _deadline(args: argparse.Namespace) -> int:
 def _keygen(args: argparse.Namespace) -> int:
     from reporting.signing import generate_key
 
-    key = Path(args.key) if args.key else Path(load_config(args.config).pool.data_dir) / KEY_NAME
+    key = Path(args.key) if args.key else key_path(load_config(args.config))
     pub = key.with_name(key.name + ".pub")
     if key.exists():
         return _fail("keygen", f"--key: {key} already exists (never overwritten)")
