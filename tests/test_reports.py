@@ -369,6 +369,35 @@ def test_xsd_ships_in_the_package():
     assert b"miners-income" in schema_text("miners-income")
 
 
+async def test_statement_pdf_totals_in_the_selected_language(engine, tmp_path):
+    """The PDF's totals lines (miner total, Art. 8(4) basis) are worded in --lang, with no
+    English keys left (CSV/JSON/XML keep the machine keys)."""
+    _, oct_data, _ = await _october_and_november(engine)
+    table = miner_statement(OCT, oct_data, "alice")
+    words = {
+        "kk": ("Майнер бойынша жиыны", "Алынғаны (сатоши)", "Ең төменгі үлес, %",
+               "АХҚО", "Жолдар саны", "Бөлу"),
+        "ru": ("Итого по майнеру", "Получено (сатоши)", "Минимальная доля, %",
+               "МФЦА", "Количество строк", "Распределение"),
+        "en": ("Miner total", "Received (satoshis)", "Minimum share, %", "AIFC", "Rows"),
+    }
+    english_keys = ("quantity_sats", "received_sats", "minimum_share_percent", "rows =",
+                    "art_8_4", "minimum_via_licensed", "commission_sats", "kzt_value")
+    for lang, expected in words.items():
+        english = ("distribution", "AIFC") if lang != "en" else ()
+        path = tmp_path / f"statement-{lang}.pdf"
+        path.write_bytes(statement_pdf(table, lang))
+        text = " ".join(subprocess.run(["pdftotext", str(path), "-"], capture_output=True,
+                                       text=True, check=True).stdout.split())
+        for word in expected:
+            assert word in text, (lang, word)
+        for key in (*english_keys, *english):
+            assert key not in text, (lang, key)
+    subprocess.run(["pdftoppm", "-png", "-r", "90", "-f", "1", "-l", "1",
+                    str(tmp_path / "statement-kk.pdf"), str(tmp_path / "kk")], check=True)
+    assert (tmp_path / "kk-1.png").stat().st_size > 10_000
+
+
 async def test_pool_commission_figures_and_formats(engine):
     allocs, oct_data, nov_data = await _october_and_november(engine)
     oct_t = pool_commission(OCT, oct_data)
@@ -435,7 +464,7 @@ async def test_miner_statement_with_pdf(engine, tmp_path):
     # poppler-utils (scripts/system-deps.d/poppler-utils.sh) reads the letters back
     text = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True,
                           text=True, check=True).stdout
-    for word in ("Цифрлық", "«Әсем Қуат» ЖШС", "үзінді", "Бағам", "теңге", "AIFC"):
+    for word in ("Цифрлық", "«Әсем Қуат» ЖШС", "үзінді", "Бағам", "теңге", "АХҚО"):
         assert word in text, word
     dana = tmp_path / "dana.pdf"
     dana.write_bytes(statement_pdf(miner_statement(OCT, oct_data, "dana"), "kk"))
