@@ -8,7 +8,7 @@ from __future__ import annotations
 from reporting.miners import miners_income
 from reporting.model import Period, PeriodData
 from reporting.rates import btc_text
-from reporting.table import ReportError, Table
+from reporting.table import Progress, ReportError, Table
 
 ART_8_4_PERCENT = 75
 ART_8_4_NOTE = ("Art. 8(4) of Law No. 193-VII: at least 75% of mined digital assets sold must "
@@ -37,11 +37,12 @@ TOTAL_LABELS: dict[str, tuple[str, str, str]] = {
 
 
 def miner_statement(period: Period, data: PeriodData, account: str,
-                    allow_missing_rates: bool = False) -> Table:
+                    allow_missing_rates: bool = False, progress: Progress | None = None
+                    ) -> Table:
     if account not in data.miners:
         raise ReportError(f"--miner: {account!r} has no distribution in the period "
                           "(or is not registered)")
-    full = miners_income(period, data, allow_missing_rates)
+    full = miners_income(period, data, allow_missing_rates, progress)
     ident = data.miners[account]
     rows = [r for r in full.rows if r[2] == ident.iin_bin]
     rows = [(str(n), *r[1:]) for n, r in enumerate(rows, start=1)]

@@ -10,6 +10,7 @@ import io
 import json
 import math
 import os
+import re
 import stat
 import subprocess
 from datetime import UTC, date, datetime
@@ -22,6 +23,7 @@ from lxml import etree
 
 from payouts.ledger import EntryKind
 from poolserver.cli import main
+from poolserver.commands.report import ProgressPrinter
 from poolserver.report_source import SqlReportSource, attribute_payments, import_rates
 from poolserver.storage.engine import create_engine
 from reporting.commission import pool_commission
@@ -348,7 +350,11 @@ def test_cli_reports_section_sets_language_paths_and_deadline(db_url, tmp_path, 
     assert not (data / "report-signing.key").exists()
     capsys.readouterr()
     assert main([*base, "report", "miners", "--month", "2026-10", "--format", "csv"]) == 0
-    assert "send by 2026-11-15" in capsys.readouterr().out
+    run = capsys.readouterr()
+    assert "send by 2026-11-15" in run.out
+    # progress on stderr: the reading steps, then per miner while the rows are built
+    assert "ledger credit/reversal row(s) of" in run.err
+    assert re.search(r"report: (\d+)/\1 row\(s\), (\d+)/\2 miner\(s\) done", run.err)
     out = rep / "miners-income_2026-10-01_2026-10-31"
     header = (out / "miners-income_2026-10-01_2026-10-31.csv").read_text("utf-8-sig")
     assert header.startswith("No.,Kind,IIN/BIN,Legal name,")
@@ -367,6 +373,34 @@ def test_cli_reports_section_sets_language_paths_and_deadline(db_url, tmp_path, 
 def test_xsd_ships_in_the_package():
     assert Path(__file__).parents[1].joinpath("reporting", "schema", "miners-income.xsd").is_file()
     assert b"miners-income" in schema_text("miners-income")
+
+
+async def test_long_builds_report_progress_per_miner_and_per_n_rows(engine):
+    _, oct_data, _ = await _october_and_november(engine)
+    calls: list[tuple[int, int, int, int]] = []
+    table = miners_income(OCT, oct_data, progress=lambda *a: calls.append(a))
+    n = len(table.rows)
+    iins = [r[2] for r in table.rows]
+    ends = [i for i in range(1, n + 1) if i == n or iins[i] != iins[i - 1]]
+    assert calls == [(end, n, k, len(ends)) for k, end in enumerate(ends, start=1)]
+    calls.clear()
+    miners_income(OCT, oct_data, progress=lambda *a: calls.append(a), progress_rows=2)
+    assert {c[0] for c in calls} == set(ends) | set(range(2, n + 1, 2))
+    calls.clear()
+    miner_statement(OCT, oct_data, "alice", progress=lambda *a: calls.append(a))
+    assert calls[-1] == (n, n, len(ends), len(ends))
+
+    out = io.StringIO()
+    printer = ProgressPrinter(every_rows=3, out=out)
+    for done in range(1, 11):  # 10 rows, one miner each: a line about every 3 rows + the end
+        printer(done, 10, done, 10)
+    assert [ln.split()[1] for ln in out.getvalue().splitlines()] == [
+        "3/10", "6/10", "9/10", "10/10"]
+    out = io.StringIO()
+    printer = ProgressPrinter(every_rows=30, out=out)
+    for done in (2, 5, 10):  # a small report: every miner
+        printer(done, 10, 1, 3)
+    assert out.getvalue().count("miner(s) done") == 3
 
 
 async def test_statement_pdf_totals_in_the_selected_language(engine, tmp_path):

@@ -28,11 +28,12 @@ import logging
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from poolserver import __version__
 from poolserver.config import Config, load_config
 from poolserver.report_deadline import KEY_NAME, check_reports_config, key_path, reports_dir
+from reporting.table import PROGRESS_ROWS
 
 log = logging.getLogger("poolserver.report")
 COMMANDS = {"miners-income": "miners", "pool-commission": "commission",
@@ -153,10 +154,30 @@ def _generate(args: argparse.Namespace, kind: str) -> int:
     return asyncio.run(go())
 
 
+class ProgressPrinter:
+    """Prints a build's progress to ``out`` (stderr): after each miner while the report has at
+    most ``every_rows`` rows, otherwise about once per ``every_rows`` rows; always the end."""
+
+    def __init__(self, every_rows: int = PROGRESS_ROWS, out: TextIO | None = None) -> None:
+        self.every_rows = every_rows
+        self.out = out
+        self.last = 0
+
+    def __call__(self, rows_done: int, rows_total: int, miners_done: int,
+                 miners_total: int) -> None:
+        if (rows_total > self.every_rows and rows_done < rows_total
+                and rows_done - self.last < self.every_rows):
+            return
+        self.last = rows_done
+        print(f"report: {rows_done}/{rows_total} row(s), {miners_done}/{miners_total} "
+              "miner(s) done", file=self.out or sys.stderr)
+
+
 def build_files(kind: str, period: Any, data: Any, formats: list[str], lang: str,
-                allow_missing_rates: bool, miner: str | None = None
-                ) -> tuple[dict[str, bytes], Any]:
-    """The report files of one report (pure over the period's data)."""
+                allow_missing_rates: bool, miner: str | None = None,
+                progress: Any = None) -> tuple[dict[str, bytes], Any]:
+    """The report files of one report (pure over the period's data; ``progress`` is a
+    ``reporting.table.Progress`` callback for the long part, building the rows)."""
     from reporting.commission import pool_commission
     from reporting.formats import render, schema_text
     from reporting.miners import miners_income
@@ -164,14 +185,20 @@ def build_files(kind: str, period: Any, data: Any, formats: list[str], lang: str
     from reporting.statement import miner_statement
 
     if kind == "miner-statement":
-        table = miner_statement(period, data, miner or "", allow_missing_rates)
+        table = miner_statement(period, data, miner or "", allow_missing_rates, progress)
         stem = f"{kind}_{miner}_{period.label}"
-    else:
-        build = {"miners-income": miners_income, "pool-commission": pool_commission}[kind]
-        table = build(period, data, allow_missing_rates)
+    elif kind == "miners-income":
+        table = miners_income(period, data, allow_missing_rates, progress)
         stem = f"{kind}_{period.label}"
-    files = {f"{stem}.{fmt}": statement_pdf(table, lang) if fmt == "pdf"
-             else render(table, fmt, lang) for fmt in formats}
+    else:  # one row per day: short
+        table = pool_commission(period, data, allow_missing_rates)
+        stem = f"{kind}_{period.label}"
+    files = {}
+    for fmt in formats:
+        if progress is not None:
+            print(f"report: rendering {fmt} ({len(table.rows)} row(s))", file=sys.stderr)
+        files[f"{stem}.{fmt}"] = (statement_pdf(table, lang) if fmt == "pdf"
+                                  else render(table, fmt, lang))
     if "xml" in formats:
         files[f"{kind}.xsd"] = schema_text(kind)
     return files, table
@@ -188,12 +215,14 @@ async def _write(engine: Any, config: Config, args: argparse.Namespace) -> int:
     period = args.period
     print(f"report: reading the ledger for {period.first} .. {period.last} (UTC+5)",
           file=sys.stderr)
-    data = await SqlReportSource(engine).period_data(period)
+    data = await SqlReportSource(engine).period_data(
+        period, lambda step: print(f"report: {step}", file=sys.stderr))
     print(f"report: {len(data.miner_events)} miner row(s), {len(data.block_events)} block(s); "
           "building", file=sys.stderr)
     try:
         files, table = build_files(args.kind, period, data, args.formats, args.lang,
-                                   args.allow_missing_rates, getattr(args, "miner", None))
+                                   args.allow_missing_rates, getattr(args, "miner", None),
+                                   ProgressPrinter())
     except MissingRates as exc:
         return _fail(command, str(exc), 1)
     except ReportError as exc:
