@@ -23,7 +23,6 @@ from lxml import etree
 
 from payouts.ledger import EntryKind
 from poolserver.cli import main
-from poolserver.commands.report import ProgressPrinter
 from poolserver.report_source import SqlReportSource, attribute_payments, import_rates
 from poolserver.storage.engine import create_engine
 from reporting.commission import pool_commission
@@ -376,6 +375,8 @@ def test_xsd_ships_in_the_package():
 
 
 async def test_long_builds_report_progress_per_miner_and_per_n_rows(engine):
+    from poolserver.commands.report import ProgressPrinter
+
     _, oct_data, _ = await _october_and_november(engine)
     calls: list[tuple[int, int, int, int]] = []
     table = miners_income(OCT, oct_data, progress=lambda *a: calls.append(a))
