@@ -364,6 +364,8 @@ def test_cli_reports_section_sets_language_paths_and_deadline(db_url, tmp_path, 
     assert "send by 2026-11-12" in capsys.readouterr().out
     assert (kk / "miners-income_2026-10-01_2026-10-31.csv").read_text(
         "utf-8-sig").startswith("Р/с №,Операция түрі,ЖСН/БСН,")
+    assert main([*base, "report", "miners", "--month", "2026-10", "--deadline-day", "0"]) == 2
+    assert "--deadline-day: must be 1..31, got 0" in capsys.readouterr().err
     cfg.write_text(cfg.read_text().replace('language = "en"', 'language = "de"'))
     assert main([*base, "report", "miners", "--month", "2026-10"]) == 2
     assert "reports.language: 'de' is not one of kk, ru, en" in capsys.readouterr().err

@@ -134,6 +134,8 @@ def _generate(args: argparse.Namespace, kind: str) -> int:
                              f"{','.join(allowed)}")
         if args.lang not in LANGS:
             raise ValueError(f"--lang: {args.lang!r} is not one of {', '.join(LANGS)}")
+        if not 1 <= args.deadline_day <= 31:
+            raise ValueError(f"--deadline-day: must be 1..31, got {args.deadline_day}")
         key_file = Path(args.key) if args.key else key_path(config)
         if not key_file.exists():
             raise ValueError(f"--key: no signing key at {key_file} (create one with "
@@ -176,8 +178,9 @@ class ProgressPrinter:
 def build_files(kind: str, period: Any, data: Any, formats: list[str], lang: str,
                 allow_missing_rates: bool, miner: str | None = None,
                 progress: Any = None) -> tuple[dict[str, bytes], Any]:
-    """The report files of one report (pure over the period's data; ``progress`` is a
-    ``reporting.table.Progress`` callback for the long part, building the rows)."""
+    """The report files of one report (pure over the period's data). ``progress`` (the CLI's
+    ``ProgressPrinter``) is told how far the rows are built; with it, each format rendered is
+    also announced on stderr."""
     from reporting.commission import pool_commission
     from reporting.formats import render, schema_text
     from reporting.miners import miners_income
