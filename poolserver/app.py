@@ -165,10 +165,14 @@ class PoolApp:
         self.notify_seconds = Histogram(NOTIFY_BUCKETS)  # new block -> all miners notified
         self.loop_sampler: Any = None
         self.db_poller: Any = None
+        self.deadline_reminder: Any = None
 
     async def start(self) -> None:
         cfg = self.config
         settings = server_settings(cfg)
+        from poolserver.report_deadline import check_reports_config
+
+        check_reports_config(cfg.reports)
         data = cfg.data_path
         data.mkdir(parents=True, exist_ok=True)
         from poolserver.bitcoin import template_feed
@@ -259,6 +263,7 @@ class PoolApp:
 
             self._unsubscribe_cutoff = connect_cutoff(self.register_policy.events, self.server)
         self.stratum_addresses = await self.server.start()
+        self._start_deadline_reminder()
         if cfg.metrics.enabled:
             self._start_metrics()
         log.info(
@@ -270,6 +275,16 @@ class PoolApp:
             data.resolve(),
             hashcore.backend(),
         )
+
+    def _start_deadline_reminder(self) -> None:
+        """Issue 13: the income reports' deadline, logged at startup and daily, exported."""
+        from poolserver.report_deadline import DeadlineReminder, reports_dir
+
+        rc = self.config.reports
+        self.deadline_reminder = DeadlineReminder(
+            reports_dir(self.config), rc.deadline_day, rc.reminder_interval_s
+        )
+        self.deadline_reminder.start()
 
     async def _take_instance_lease(self) -> None:
         """Scale-out: [pool].node_id (the extranonce1 prefix) leased in the shared database;
@@ -340,6 +355,7 @@ class PoolApp:
             db=self.db_poller,
             notify=self.notify_seconds,
             payouts=self.payout_service.stats if self.payout_service is not None else None,
+            deadline=self.deadline_reminder,
         )
         self.metrics_server, _ = start_metrics(
             cfg.metrics.host, cfg.metrics.port, self.stats, sources=sources
@@ -399,7 +415,7 @@ class PoolApp:
             await self.block_recovery.stop()
         if self.block_sink is not None:
             await self.block_sink.drain()
-        for sampler in (self.loop_sampler, self.db_poller):
+        for sampler in (self.loop_sampler, self.db_poller, self.deadline_reminder):
             if sampler is not None:
                 await sampler.stop()
         if self.payout_service is not None:

@@ -224,6 +224,23 @@ class RegisterConfig:
 
 
 @dataclass
+class ReportsConfig:
+    # Column-header language of `poolserver report ...` files: "kk", "ru" or "en" (--lang wins).
+    language: str = "ru"
+    # The previous month's reports are due on this day (1..31, clamped to the month's end) of
+    # the following month, Kazakhstan time; the running pool logs and exports the deadline.
+    deadline_day: int = 10
+    # Ed25519 signing key; empty = <data_dir>/report-signing.key (--key wins).
+    key_file: str = ""
+    # Where reports are written (one directory per report and period); empty = <data_dir>/reports.
+    # The running pool counts the period's miners' report as generated when
+    # <out_dir>/miners-income_<period>/manifest.json exists (--out elsewhere is not seen).
+    out_dir: str = ""
+    # Seconds between the running pool's deadline log lines (0 = only at startup).
+    reminder_interval_s: float = 86400.0
+
+
+@dataclass
 class Config:
     pool: PoolConfig = field(default_factory=PoolConfig)
     stratum: StratumConfig = field(default_factory=StratumConfig)
@@ -233,6 +250,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     payouts: PayoutsConfig = field(default_factory=PayoutsConfig)
     register: RegisterConfig = field(default_factory=RegisterConfig)
+    reports: ReportsConfig = field(default_factory=ReportsConfig)
 
     @property
     def data_path(self) -> Path:

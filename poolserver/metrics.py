@@ -67,6 +67,7 @@ class Sources:
     db: Any = None  # telemetry.DbPoller (its .snapshot is replaced at each poll)
     payouts: Any = None  # poolserver.payout_service.PayoutStats (None: no payout service)
     notify: Histogram = field(default_factory=lambda: Histogram(NOTIFY_BUCKETS))
+    deadline: Any = None  # poolserver.report_deadline.DeadlineReminder (.current() -> stats)
 
 
 def _gauge(name: str, doc: str, value: float, unit: str = "") -> Metric:
@@ -126,6 +127,7 @@ class PoolCollector(Collector):
         yield from self._loop()
         yield from self._db()
         yield from self._payouts()
+        yield from self._report_deadline()
 
     # ---- families ---------------------------------------------------------------------------
     def _build(self) -> Iterator[Metric]:
@@ -579,6 +581,28 @@ class PoolCollector(Collector):
                 "Unix time of the last successful reconcile",
                 st.reconcile_last_run_at,
             )
+
+    def _report_deadline(self) -> Iterator[Metric]:
+        """Issue 13: the previous month's income reports are due (reporting.deadline)."""
+        if self.s.deadline is None:
+            return
+        st = self.s.deadline.current()
+        generated = "true" if self.s.deadline.generated(st) else "false"  # one stat() call
+        yield _labelled_gauge(
+            "qazpool_report_deadline_timestamp_seconds",
+            "End of the due day (UTC+5) of the previous month's income reports, Unix time; "
+            "generated: its miners' report is in [reports].out_dir",
+            ["period", "generated"],
+            {(st.period, generated): st.deadline_timestamp_seconds},
+        )
+        # Whole calendar days (UTC+5) to the due day, in seconds: promtool's lint refuses a
+        # "days" unit in a family name, so the issue's "days_left" is exported in base units.
+        yield _gauge(
+            "qazpool_report_deadline_remaining_seconds",
+            "Calendar days (UTC+5) until the due day of the previous month's income reports, "
+            "x 86400 (0 on the due day, negative once overdue)",
+            st.days_left * 86400,
+        )
 
 
 def start_metrics(

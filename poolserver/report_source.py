@@ -10,7 +10,7 @@ the pool's payout network fees (``tx_fee``) and the imported BTC→KZT rates.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -74,7 +74,10 @@ class SqlReportSource:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def period_data(self, period: Period) -> PeriodData:
+    async def period_data(self, period: Period,
+                          progress: Callable[[str], None] | None = None) -> PeriodData:
+        """``progress`` (if given) is told each step of the reading."""
+        say = progress or (lambda _step: None)
         start, end = period.start_utc, period.end_utc
         le, fb, ba, d = LedgerEntry, FoundBlock, BlockAllocation, Distribution
         async with self.engine.connect() as conn:
@@ -88,6 +91,8 @@ class SqlReportSource:
                        le.created_at >= start, le.created_at < end)
                 .order_by(le.id))).all()
             accounts = sorted({r.account for r in rows if r.account != POOL_ACCOUNT})
+            say(f"{len(rows)} ledger credit/reversal row(s) of {len(accounts)} miner(s) read; "
+                "reading the register and payments")
             miners = await self._miners(conn, accounts, period.last)
             addresses = await self._addresses(conn, accounts)
             credit_rows, paid_by = await self._payments(conn, accounts, end)
@@ -111,6 +116,7 @@ class SqlReportSource:
             reversal_days = {kz_date(credit_at[_credit_key(r.entry_key)])
                              for r in rows if r.kind == EntryKind.REVERSAL.value
                              and _credit_key(r.entry_key) in credit_at}
+            say(f"{len(credit_rows)} credit(s) and their payments read; reading tenge rates")
             rate_rows = (await conn.execute(select(KztRate.__table__).where(
                 (KztRate.day >= period.first) & (KztRate.day <= period.last)
                 | KztRate.day.in_(sorted(reversal_days))))).all()

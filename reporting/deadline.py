@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import calendar
+import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from reporting.model import KZ, Period
 
 DEFAULT_DAY = 10
+WARN_DAYS = 3  # the reminder is a WARNING from this many days before the deadline
 
 
 def due_date(period: Period, day: int = DEFAULT_DAY) -> date:
@@ -25,7 +27,8 @@ def due_date(period: Period, day: int = DEFAULT_DAY) -> date:
 class ReportDeadlineStats:
     """For the exporter: ``qazpool_report_deadline_timestamp_seconds{period="2026-10"}``
     (gauge, the end of the due day in UTC+5 as a Unix time) and
-    ``qazpool_report_deadline_days_left`` (gauge, whole days, negative once late)."""
+    ``qazpool_report_deadline_remaining_seconds`` (gauge, ``days_left`` x 86400: promtool's lint
+    refuses a "days" unit in a family name)."""
 
     period: str  # YYYY-MM of the month being reported
     due: date
@@ -47,3 +50,22 @@ def reminder_line(stats: ReportDeadlineStats) -> str:
     when = "overdue by" if stats.days_left < 0 else "due in"
     return (f"income reports for {stats.period} {when} {abs(stats.days_left)} day(s): send them "
             f"to the authorized body and the tax office by {stats.due.isoformat()} (UTC+5)")
+
+
+def reminder_level(stats: ReportDeadlineStats, generated: bool) -> int:
+    """The log level of the running pool's reminder: INFO while more than 3 days are left (or
+    once the period's miners' report exists), WARNING within 3 days of the deadline, ERROR
+    once overdue while the period's report has not been generated."""
+    if generated:
+        return logging.INFO
+    if stats.days_left < 0:
+        return logging.ERROR
+    if stats.days_left <= WARN_DAYS:
+        return logging.WARNING
+    return logging.INFO
+
+
+def running_line(stats: ReportDeadlineStats, generated: bool) -> str:
+    state = ("the miners' report is generated" if generated
+             else "the miners' report is not generated yet")
+    return f"{reminder_line(stats)}; {state}"

@@ -15,7 +15,14 @@ from reporting.model import (
     kz_text,
 )
 from reporting.rates import ROUNDING_RULE, btc_text, check_rates, kzt_value
-from reporting.table import DISTRIBUTION_NOTE, ReportError, Table, cells
+from reporting.table import (
+    DISTRIBUTION_NOTE,
+    PROGRESS_ROWS,
+    Progress,
+    ReportError,
+    Table,
+    cells,
+)
 
 MISSING = "MISSING RATE"
 
@@ -91,7 +98,11 @@ def reconcile(miner_events: Iterable[MinerEvent], blocks: Iterable[BlockEvent]) 
     return totals
 
 
-def miners_income(period: Period, data: PeriodData, allow_missing_rates: bool = False) -> Table:
+def miners_income(period: Period, data: PeriodData, allow_missing_rates: bool = False,
+                  progress: Progress | None = None, progress_rows: int = PROGRESS_ROWS
+                  ) -> Table:
+    """``progress`` (if given) is called after each miner's last row and after every
+    ``progress_rows``-th row."""
     totals = reconcile(data.miner_events, data.block_events)
     check_rates((e.value_date for e in data.miner_events if e.kind in _MONEY_KINDS), data.rates,
                 allow_missing_rates)
@@ -108,6 +119,8 @@ def miners_income(period: Period, data: PeriodData, allow_missing_rates: bool = 
     per_miner: dict[str, list[object]] = {}
     missing_days: set[str] = set()
     total_kzt = None
+    miners_total = len({ident(e).iin_bin for e in events})
+    miners_done = 0
     for no, e in enumerate(events, start=1):
         m = ident(e)
         day = e.value_date
@@ -130,6 +143,11 @@ def miners_income(period: Period, data: PeriodData, allow_missing_rates: bool = 
         if kzt is not None:
             acc[4] = kzt if acc[4] is None else acc[4] + kzt  # type: ignore[operator]
             total_kzt = kzt if total_kzt is None else total_kzt + kzt
+        if progress is not None:
+            last_of_miner = no == len(events) or ident(events[no]).iin_bin != m.iin_bin
+            miners_done += last_of_miner
+            if last_of_miner or no % progress_rows == 0:
+                progress(no, len(events), miners_done, miners_total)
     miner_totals = tuple(
         (f"miner {iin}", (("iin_bin", iin), ("legal_name", str(v[0])), ("rows", str(v[1])),
                           ("quantity_sats", str(v[2])), ("quantity_btc", btc_text(int(v[2]))),  # type: ignore[call-overload]

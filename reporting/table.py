@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 LANGS = ("kk", "ru", "en")
 DISTRIBUTION_NOTE = ("Distribution of mined digital assets among miners, not issuance or "
                      "circulation (Law of the Republic of Kazakhstan No. 193-VII, Art. 10(4))")
+
+# A long build reports how far it is: (rows done, rows total, miners done, miners total). Called
+# after each miner's last row and after every PROGRESS_ROWS-th row (I/O stays with the caller).
+Progress = Callable[[int, int, int, int], None]
+PROGRESS_ROWS = 1000
 
 
 class ReportError(ValueError):

@@ -3,6 +3,7 @@ the hash core in use."""
 
 from __future__ import annotations
 
+import logging
 import urllib.request
 
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
@@ -37,7 +38,7 @@ def test_metrics_are_valid_openmetrics_and_report_the_hash_core():
     assert any(s.labels == {"result": "accepted"} and s.value == 1 for s in accepted)
 
 
-async def test_running_pool_metrics_pass_promtool_and_cover_the_families(tmp_path):
+async def test_running_pool_metrics_pass_promtool_and_cover_the_families(tmp_path, caplog):
     """The real /metrics of a pool that miners are mining on passes ``promtool check metrics``
     (Debian's prometheus package) and carries at least 40 qazpool_ families."""
     import asyncio
@@ -47,7 +48,11 @@ async def test_running_pool_metrics_pass_promtool_and_cover_the_families(tmp_pat
     from tests.telemetry_support import http_get, mined_pool, tool
 
     promtool = tool("promtool")
+    caplog.set_level(logging.INFO, logger="poolserver.report")
     async with mined_pool(tmp_path) as (app, _fake, _mining):
+        # issue 13: the income reports' deadline is logged when the pool starts
+        assert any(r.name == "poolserver.report" and "income reports for" in r.getMessage()
+                   for r in caplog.records)
         await wait_until(lambda: app.stats.shares["accepted"] >= 4, timeout=60)
         rejected = lambda: sum(n for r, n in app.stats.shares.items() if r != "accepted")  # noqa: E731
         await wait_until(lambda: rejected() >= 1, timeout=60)
@@ -92,6 +97,9 @@ async def test_running_pool_metrics_pass_promtool_and_cover_the_families(tmp_pat
         "qazpool_payment_underfunded_refusals_total": "counter",
         "qazpool_reconcile_runs_total": "counter",
         "qazpool_reconcile_errors_total": "counter",
+        # issue 13: the income reports' filing deadline
+        "qazpool_report_deadline_timestamp_seconds": "gauge",
+        "qazpool_report_deadline_remaining_seconds": "gauge",
     }.items():
         assert types.get(family) == kind, (family, types.get(family))
     assert 'qazpool_stratum_authorized_workers{firmware="cgminer"} 1.0' in text
@@ -103,6 +111,7 @@ async def test_running_pool_metrics_pass_promtool_and_cover_the_families(tmp_pat
     assert 'qazpool_node_rpc_up{node="' in text and "qazpool_pplns_window_fill_ratio 1.0" in text
     assert 'qazpool_stratum_requests_total{method="mining.subscribe",outcome="ok"} 2.0' in text
     assert 'qazpool_stratum_requests_total{method="mining.authorize",outcome="ok"} 2.0' in text
+    assert 'qazpool_report_deadline_timestamp_seconds{generated="false",period="' in text
     (host_port,) = app.stratum_addresses
     assert f'qazpool_stratum_connections_opened_total{{listener="{host_port[1]}"}} 2.0' in text
 

@@ -42,6 +42,8 @@ def test_the_alerts_the_issue_asks_for_exist_and_have_a_severity():
         # issue 10: a found block's storage failing, share conflicts in storage, payouts held
         "QazpoolFoundBlockStorageFailing", "QazpoolFoundBlockDatabaseBehind",
         "QazpoolShareConflicts", "QazpoolPayoutsHeld", "QazpoolReconcileFailing",
+        # issue 13: the income reports' filing deadline
+        "QazpoolReportDeadlineNear", "QazpoolReportOverdue",
     ):  # fmt: skip
         assert name in alerts, name
     for rule in alerts.values():

@@ -10,6 +10,7 @@ import io
 import json
 import math
 import os
+import re
 import stat
 import subprocess
 from datetime import UTC, date, datetime
@@ -322,9 +323,116 @@ def test_cli_rates_report_verify(db_url, tmp_path, capsys):
     assert "--month" in capsys.readouterr().err
 
 
+def test_cli_reports_section_sets_language_paths_and_deadline(db_url, tmp_path, capsys):
+    """[reports]: language, deadline_day, key_file and out_dir are the defaults of the report
+    commands; --lang, --deadline-day, --key and --out override them; a bad value is named."""
+    data, rep, key = tmp_path / "data", tmp_path / "rep", tmp_path / "keys" / "signing.key"
+    cfg = tmp_path / "pool.toml"
+    cfg.write_text(f'[pool]\ndata_dir = "{data}"\n[storage]\nurl = "{db_url}"\n[reports]\n'
+                   f'language = "en"\ndeadline_day = 15\nkey_file = "{key}"\n'
+                   f'out_dir = "{rep}"\n')
+    base = ["--config", str(cfg)]
+
+    async def setup() -> None:
+        engine = create_engine(db_url)
+        try:
+            await build_ledger(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(setup())
+    rate_file = tmp_path / "rates.csv"
+    rate_file.write_text(rates_csv(rates()))
+    assert main([*base, "rates", "import", str(rate_file)]) == 0
+    assert main([*base, "report", "keygen"]) == 0
+    assert key.is_file() and key.with_name("signing.key.pub").is_file()
+    assert not (data / "report-signing.key").exists()
+    capsys.readouterr()
+    assert main([*base, "report", "miners", "--month", "2026-10", "--format", "csv"]) == 0
+    run = capsys.readouterr()
+    assert "send by 2026-11-15" in run.out
+    # progress on stderr: the reading steps, then per miner while the rows are built
+    assert "ledger credit/reversal row(s) of" in run.err
+    assert re.search(r"report: (\d+)/\1 row\(s\), (\d+)/\2 miner\(s\) done", run.err)
+    out = rep / "miners-income_2026-10-01_2026-10-31"
+    header = (out / "miners-income_2026-10-01_2026-10-31.csv").read_text("utf-8-sig")
+    assert header.startswith("No.,Kind,IIN/BIN,Legal name,")
+    assert main([*base, "report", "verify", str(out)]) == 0  # the pubkey beside key_file
+    kk = tmp_path / "kk"
+    assert main([*base, "report", "miners", "--month", "2026-10", "--format", "csv", "--lang",
+                 "kk", "--deadline-day", "12", "--out", str(kk)]) == 0
+    assert "send by 2026-11-12" in capsys.readouterr().out
+    assert (kk / "miners-income_2026-10-01_2026-10-31.csv").read_text(
+        "utf-8-sig").startswith("Р/с №,Операция түрі,ЖСН/БСН,")
+    assert main([*base, "report", "miners", "--month", "2026-10", "--deadline-day", "0"]) == 2
+    assert "--deadline-day: must be 1..31, got 0" in capsys.readouterr().err
+    cfg.write_text(cfg.read_text().replace('language = "en"', 'language = "de"'))
+    assert main([*base, "report", "miners", "--month", "2026-10"]) == 2
+    assert "reports.language: 'de' is not one of kk, ru, en" in capsys.readouterr().err
+
+
 def test_xsd_ships_in_the_package():
     assert Path(__file__).parents[1].joinpath("reporting", "schema", "miners-income.xsd").is_file()
     assert b"miners-income" in schema_text("miners-income")
+
+
+async def test_long_builds_report_progress_per_miner_and_per_n_rows(engine):
+    from poolserver.commands.report import ProgressPrinter
+
+    _, oct_data, _ = await _october_and_november(engine)
+    calls: list[tuple[int, int, int, int]] = []
+    table = miners_income(OCT, oct_data, progress=lambda *a: calls.append(a))
+    n = len(table.rows)
+    iins = [r[2] for r in table.rows]
+    ends = [i for i in range(1, n + 1) if i == n or iins[i] != iins[i - 1]]
+    assert calls == [(end, n, k, len(ends)) for k, end in enumerate(ends, start=1)]
+    calls.clear()
+    miners_income(OCT, oct_data, progress=lambda *a: calls.append(a), progress_rows=2)
+    assert {c[0] for c in calls} == set(ends) | set(range(2, n + 1, 2))
+    calls.clear()
+    miner_statement(OCT, oct_data, "alice", progress=lambda *a: calls.append(a))
+    assert calls[-1] == (n, n, len(ends), len(ends))
+
+    out = io.StringIO()
+    printer = ProgressPrinter(every_rows=3, out=out)
+    for done in range(1, 11):  # 10 rows, one miner each: a line about every 3 rows + the end
+        printer(done, 10, done, 10)
+    assert [ln.split()[1] for ln in out.getvalue().splitlines()] == [
+        "3/10", "6/10", "9/10", "10/10"]
+    out = io.StringIO()
+    printer = ProgressPrinter(every_rows=30, out=out)
+    for done in (2, 5, 10):  # a small report: every miner
+        printer(done, 10, 1, 3)
+    assert out.getvalue().count("miner(s) done") == 3
+
+
+async def test_statement_pdf_totals_in_the_selected_language(engine, tmp_path):
+    """The PDF's totals lines (miner total, Art. 8(4) basis) are worded in --lang, with no
+    English keys left (CSV/JSON/XML keep the machine keys)."""
+    _, oct_data, _ = await _october_and_november(engine)
+    table = miner_statement(OCT, oct_data, "alice")
+    words = {
+        "kk": ("Майнер бойынша жиыны", "Алынғаны (сатоши)", "Ең төменгі үлес, %",
+               "АХҚО", "Жолдар саны", "Бөлу"),
+        "ru": ("Итого по майнеру", "Получено (сатоши)", "Минимальная доля, %",
+               "МФЦА", "Количество строк", "Распределение"),
+        "en": ("Miner total", "Received (satoshis)", "Minimum share, %", "AIFC", "Rows"),
+    }
+    english_keys = ("quantity_sats", "received_sats", "minimum_share_percent", "rows =",
+                    "art_8_4", "minimum_via_licensed", "commission_sats", "kzt_value")
+    for lang, expected in words.items():
+        english = ("distribution", "AIFC") if lang != "en" else ()
+        path = tmp_path / f"statement-{lang}.pdf"
+        path.write_bytes(statement_pdf(table, lang))
+        text = " ".join(subprocess.run(["pdftotext", str(path), "-"], capture_output=True,
+                                       text=True, check=True).stdout.split())
+        for word in expected:
+            assert word in text, (lang, word)
+        for key in (*english_keys, *english):
+            assert key not in text, (lang, key)
+    subprocess.run(["pdftoppm", "-png", "-r", "90", "-f", "1", "-l", "1",
+                    str(tmp_path / "statement-kk.pdf"), str(tmp_path / "kk")], check=True)
+    assert (tmp_path / "kk-1.png").stat().st_size > 10_000
 
 
 async def test_pool_commission_figures_and_formats(engine):
@@ -393,7 +501,7 @@ async def test_miner_statement_with_pdf(engine, tmp_path):
     # poppler-utils (scripts/system-deps.d/poppler-utils.sh) reads the letters back
     text = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True,
                           text=True, check=True).stdout
-    for word in ("Цифрлық", "«Әсем Қуат» ЖШС", "үзінді", "Бағам", "теңге", "AIFC"):
+    for word in ("Цифрлық", "«Әсем Қуат» ЖШС", "үзінді", "Бағам", "теңге", "АХҚО"):
         assert word in text, word
     dana = tmp_path / "dana.pdf"
     dana.write_bytes(statement_pdf(miner_statement(OCT, oct_data, "dana"), "kk"))
