@@ -143,6 +143,24 @@ async def test_database_unusable_falls_back_to_jsonl_then_imports(empty_db_url, 
         await store.sql.repo.set_status(outcome.block.block_hash, "orphaned", "reorg")
         assert await store.import_fallback() == 0
         assert (await store.sql.repo.get(outcome.block.block_hash)).status == "orphaned"
+        # each payout tick imports: a file unchanged since a read that left nothing to import
+        # is not read again (it holds every found block's hex and only grows)
+        reads = 0
+        read = fallback.read
+
+        def counting_read() -> list:
+            nonlocal reads
+            reads += 1
+            return read()
+
+        fallback.read = counting_read  # type: ignore[method-assign]
+        assert await store.import_fallback() == 0
+        assert reads == 0
+        await submitter.block_found(_candidate(chain))  # on the new tip
+        (second,) = await submitter.drain()
+        await store.import_fallback()
+        assert reads == 1  # appended: read again
+        assert (await store.sql.repo.get(second.block.block_hash)).status == "accepted"
     finally:
         await engine.dispose()
 

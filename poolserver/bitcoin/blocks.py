@@ -144,6 +144,13 @@ class JsonlFoundBlockStore:
         await self._append({"type": "settled", "block_hash": block_hash, "status": status.value,
                             "at": datetime.now(UTC).isoformat()})  # fmt: skip
 
+    def size(self) -> int | None:
+        """The file's size in bytes (None while it does not exist)."""
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return None
+
     def read(self) -> list[BlockOutcome]:
         """Every block in the file with its verdicts and status (PENDING if not settled)."""
         if not self.path.exists():

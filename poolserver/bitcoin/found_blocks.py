@@ -211,6 +211,9 @@ class DurableFoundBlockStore:
         self.sql = sql
         self.fallback = fallback  # the local record
         self._synced: set[str] = set()  # settled in the file and imported: not read again
+        # the file's size when a read left nothing to import: the file only grows by appends,
+        # so an unchanged size means there is nothing new (the record holds every block's hex)
+        self._synced_size: int | None = None
         self._import_lock = asyncio.Lock()
 
     async def persist(self, block: FoundBlock) -> None:
@@ -256,6 +259,9 @@ class DurableFoundBlockStore:
     async def import_fallback(self) -> int:
         """Copy the JSONL file's blocks into the database; returns how many rows changed."""
         async with self._import_lock:
+            size = self.fallback.size()
+            if size is not None and size == self._synced_size:
+                return 0
             outcomes = await asyncio.to_thread(self.fallback.read)
             changed = 0
             for outcome in outcomes:
@@ -273,6 +279,8 @@ class DurableFoundBlockStore:
                     return changed
                 if outcome.status is not BlockStatus.PENDING:
                     self._synced.add(block_hash)
+            if all(o.block.block_hash in self._synced for o in outcomes):
+                self._synced_size = size
             return changed
 
 
