@@ -4,8 +4,7 @@
 Replies are the recorded objects with only ``id`` replaced by the request's; the recorded
 HTTP status goes with each error shape. Controls for tests: ``delay`` (slow node),
 ``down()``/``up()`` (connection refused while down), ``new_block()`` (wakes longpolls and
-switches to the next recorded template), ``credentials``/``cookie``, ``on_submit`` (called with
-the body's arrival time, ``time.perf_counter()``, before the block is looked at: benchmarks).
+switches to the next recorded template), ``credentials``/``cookie``.
 
 Blocks it accepts (``submit_result`` None) join its chain on top of the recorded template's
 parent, at the height their coinbase's BIP34 push names, and are served by ``getblockcount``,
@@ -19,8 +18,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -46,7 +43,6 @@ class FakeBitcoind:
         self.submit_result: Any = None
         self.chain_info: dict[str, Any] = load_fixture("getblockchaininfo.json")
         self.longpolls_held = 0  # getblocktemplate long polls parked right now
-        self.on_submit: Callable[[float], None] | None = None
         self.chain: dict[int, str] = {}  # height -> hash of the blocks it accepted
         self.block_raw: dict[str, tuple[int, bytes]] = {}  # hash -> (height, raw block)
         self._changed = asyncio.Event()
@@ -113,8 +109,6 @@ class FakeBitcoind:
             # bitcoind: 401 with an empty body and a WWW-Authenticate header
             return web.Response(status=401, headers={"WWW-Authenticate": 'Basic realm="jsonrpc"'})
         body = await request.read()
-        if self.on_submit is not None and b'"submitblock"' in body:
-            self.on_submit(time.perf_counter())
         req = json.loads(body)
         method, params, rid = req["method"], req.get("params", []), req.get("id")
         self.calls.append((method, params))

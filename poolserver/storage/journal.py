@@ -204,15 +204,6 @@ def driver_insert(engine: AsyncEngine) -> tuple[str, Any]:
     return sql, params
 
 
-def insert_ignoring_duplicates(engine: AsyncEngine) -> Any:
-    """``INSERT INTO shares ... ON CONFLICT DO NOTHING`` (same uid or same share hash) for the
-    engine's dialect."""
-    table = Share.__table__
-    if engine.dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    return sqlite.insert(table).on_conflict_do_nothing()
-
-
 def _record_conflicts_insert(engine: AsyncEngine) -> Any:
     table = ShareConflict.__table__
     if engine.dialect.name == "postgresql":
