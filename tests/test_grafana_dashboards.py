@@ -161,6 +161,9 @@ async def test_every_panel_query_returns_data_from_a_real_prometheus(tmp_path: P
         await prom.wait_for("increase(qazpool_payment_fees_satoshis_total[1h]) > 0")
         await prom.wait_for("qazpool_wallet_ledger_difference_satoshis == 0")
         await prom.wait_for("increase(qazpool_block_submit_latency_seconds_count[1m]) > 0")
+        # pay()'s client closed its connection: its closed-connections series needs two
+        # scrapes before rate() answers (failed about one full run in three without this wait)
+        await prom.wait_for("rate(qazpool_stratum_connections_closed_total[1m])")
         missing, unexpected = [], []
         for d in _dashboards():
             for p in d["panels"]:
