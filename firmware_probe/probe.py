@@ -78,7 +78,9 @@ def fold(host: str, results: list[ApiReplies], hints: Hints, limits: ProbeLimits
     else:
         # only absent APIs: something answered, but none of the protocols we know
         outcome = Outcome.UNKNOWN_FIRMWARE if results else Outcome.REFUSED
-    details = [f.detail for f in failures]
+    # With an answer, a port that refused is just an API this machine does not run.
+    quiet = (Outcome.REFUSED, Outcome.UNREACHABLE) if answered else ()
+    details = [f.detail for f in failures if f.outcome not in quiet]
     if timed_out:
         details.append(f"whole probe stopped at {limits.probe_timeout_s} s")
     if outcome is Outcome.UNKNOWN_FIRMWARE and not details:

@@ -385,8 +385,8 @@ class FakeAsic:
             self._tasks.add(task)
             try:
                 await handler(r, w)
-            except (ConnectionError, asyncio.IncompleteReadError):
-                pass
+            except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+                pass  # the probe hung up, or the fake is stopping
             finally:
                 self._tasks.discard(task)
                 w.close()
