@@ -124,14 +124,8 @@ async def probe_host(
                     continue
                 if port in dead:
                     continue  # refused / silent / closed: the other API on it would be too
-                if api == "btminer" and any(
-                    r.port == port and r.api == "cgminer" and r.answered for r in results
-                ):
-                    continue  # a cgminer answered on this port: not a Whatsminer
-                if api == "cgminer" and any(
-                    r.port == port and r.api == "btminer" and r.answered for r in results
-                ):
-                    continue
+                if any(r.port == port and r.answered for r in results):
+                    continue  # one port, one API: the one that answered there
                 r = ApiReplies(api, port)
                 results.append(r)  # before reading: a whole-probe timeout keeps what it got
                 await READERS[api](host, port, limits, r)

@@ -97,6 +97,7 @@ class ProbeStats:
 
     outcomes: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
+    stored: int = 0
     store_failures: int = 0
     in_flight: int = 0
     queued: int = 0
@@ -245,6 +246,7 @@ class ProbeService:
         except Exception:
             self.stats.store_failures += 1
             raise
+        self.stats.stored += 1
         self._remember(machine_key(result), verdict.as_json(), verdict.serial_known,
                        result.outcome)  # fmt: skip
         log.info(

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from firmware_probe import ApiPorts, Outcome, ProbeLimits, ProbeResult
 from firmware_probe.hints import Hints
 from poolserver.app import PoolApp
+from poolserver.cli import main
 from poolserver.config import ConfigError, ProbeConfig, config_from_dict
 from poolserver.metrics import PoolCollector, Sources
 from poolserver.probe_service import ProbeService, RegisterView, allowed, parse_allow
@@ -202,7 +203,7 @@ async def test_end_to_end_authorize_to_stored_verdict(db_url, tmp_path):
                 assert reply.get("result") is True, reply  # the share path is not held up
                 async with app.probe_service.done:
                     await asyncio.wait_for(
-                        app.probe_service.done.wait_for(lambda: app.probe_service.stats.outcomes),
+                        app.probe_service.done.wait_for(lambda: app.probe_service.stats.stored),
                         10,
                     )
             finally:
@@ -225,7 +226,7 @@ async def test_end_to_end_authorize_to_stored_verdict(db_url, tmp_path):
     assert row.result.hints["version_mask"] == "1fffe000"
 
 
-def test_probe_run_cli_as_a_new_user(tmp_path):
+def test_probe_run_cli_as_a_new_user(tmp_path, capsys):
     """`poolserver probe run` in a subprocess against a fake Whatsminer in another process."""
     fake = subprocess.Popen(
         [sys.executable, "-m", "tests.fake_asic", "whatsminer"],
@@ -256,7 +257,9 @@ def test_probe_run_cli_as_a_new_user(tmp_path):
         listed = cli("probe", "list")
         assert listed.returncode == 0
         assert "Whatsminer M30S+" in listed.stdout and "unregistered" in listed.stdout
-        assert len(json.loads(cli("probe", "list", "--json").stdout)) == 1
+        assert main(["--config", str(conf), "probe", "list", "--json"]) == 0  # in-process
+        (machine,) = json.loads(capsys.readouterr().out)
+        assert machine["machine"] == "serial:HKY3ES12345678901" and "evidence" not in machine
         refused = cli("probe", "run", "10.1.2.3")
         assert refused.returncode == 1
         assert "REFUSED by the allow-list" in refused.stderr and "127.0.0.0/8" in refused.stderr
