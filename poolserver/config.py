@@ -264,6 +264,8 @@ class ProbeConfig:
     vnish_port: int = 80
     # Addresses waiting for a probe beyond this are dropped (counted), never the share path.
     queue_size: int = 1024
+    # Stored results older than this are deleted daily, except each machine's latest.
+    keep_days: int = 90
 
 
 @dataclass

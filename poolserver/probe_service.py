@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from firmware_probe import ApiPorts, Outcome, ProbeLimits, ProbeResult, parse_user_agent, probe_host
@@ -89,6 +90,8 @@ def check_probe_config(cfg: ProbeConfig) -> None:
         raise ConfigError("probe.queue_size: at least 1")
     if cfg.ttl_s < 0:
         raise ConfigError("probe.ttl_s: must not be negative")
+    if cfg.keep_days < 1:
+        raise ConfigError("probe.keep_days: at least 1")
 
 
 @dataclass
@@ -192,6 +195,7 @@ class ProbeService:
         self._workers = [
             loop.create_task(self._worker(), name=f"probe-{i}") for i in range(self.cfg.concurrency)
         ]
+        self._workers.append(loop.create_task(self._prune_daily(), name="probe-prune"))
         log.info(
             "firmware probe ON: %s, %d at once, TTL %gs",
             ", ".join(str(n) for n in self.nets) or "nothing allowed",
@@ -206,6 +210,18 @@ class ProbeService:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         self._workers = []
+
+    async def _prune_daily(self) -> None:
+        while True:
+            try:
+                cutoff = datetime.now(UTC) - timedelta(days=self.cfg.keep_days)
+                n = await self.store.prune(cutoff)
+                if n:
+                    log.info("probe: deleted %d result(s) older than %d days", n,
+                             self.cfg.keep_days)  # fmt: skip
+            except Exception:
+                log.exception("probe: pruning old results failed (retried tomorrow)")
+            await asyncio.sleep(86400)
 
     async def _worker(self) -> None:
         while True:

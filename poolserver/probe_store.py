@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select
 
 from firmware_probe import Outcome, ProbeResult
 from poolserver.probe_verdict import Verdict
@@ -96,6 +96,15 @@ class ProbeStore:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(q)).mappings().all()
         return [_stored(r) for r in rows]
+
+    async def prune(self, before: datetime) -> int:
+        """Delete results probed before ``before``, except each machine's latest; returns the
+        number of rows deleted."""
+        t = ProbeResultRow.__table__
+        newest = select(func.max(t.c.id)).group_by(t.c.machine_key).scalar_subquery()
+        async with self.engine.begin() as conn:
+            res = await conn.execute(delete(t).where(t.c.probed_at < before, t.c.id.not_in(newest)))
+            return int(res.rowcount or 0)
 
     async def account_hashrate(self, account: str) -> int:
         """What the account's machines report themselves (latest probe of each, identified)."""

@@ -48,6 +48,9 @@ class _NoStore:
     async def latest(self, account=None):
         return []
 
+    async def prune(self, before):
+        return 0
+
     async def save(self, *a, **k):
         return 1
 
@@ -165,6 +168,23 @@ async def test_register_verdicts_stored(engine):
     assert "qazpool_probe_machines_serial_unknown 1.0" in text
 
 
+async def test_prune_keeps_each_machines_latest(engine):
+    from datetime import UTC, datetime, timedelta
+
+    from poolserver.probe_verdict import Verdict
+
+    store = ProbeStore(engine)
+    old = datetime.now(UTC) - timedelta(days=100)
+    none = Verdict((), False, False)
+    for host, at in (("10.0.0.1", old), ("10.0.0.1", old + timedelta(hours=1)),
+                     ("10.0.0.2", old), ("10.0.0.2", datetime.now(UTC))):  # fmt: skip
+        await store.save(ProbeResult(host, Outcome.TIMEOUT, "x"), none, at=at)
+    assert await store.prune(datetime.now(UTC) - timedelta(days=90)) == 2
+    latest = {p.result.host: p.probed_at for p in await store.latest()}
+    assert latest["10.0.0.1"] == old + timedelta(hours=1)  # old, but its machine's latest
+    assert latest["10.0.0.2"] > old
+
+
 def _metrics(svc: ProbeService) -> str:
     from prometheus_client import CollectorRegistry, generate_latest
 
@@ -266,3 +286,36 @@ def test_probe_run_cli_as_a_new_user(tmp_path, capsys):
     finally:
         fake.kill()
         fake.wait()
+
+
+async def test_stratum_hands_authorized_miners_to_the_callback():
+    """The seam: a successful authorize calls on_authorized with what the session knows; a
+    callback that raises never breaks the miner's authorize or its work."""
+    from tests.stratum_support import start_server
+
+    server, port, _, _ = await start_server()
+    seen: list[AuthorizedMiner] = []
+    server.on_authorized = seen.append
+    try:
+        client = await StratumClient.connect("127.0.0.1", port)
+        await client.cgminer("acme.rig1")
+        await client.wait_job()
+        await client.close()
+        bitaxe = await StratumClient.connect("127.0.0.1", port)
+        await bitaxe.bitaxe("acme.axe")
+        await bitaxe.close()
+
+        def broken(m: AuthorizedMiner) -> None:
+            raise RuntimeError("observer bug")
+
+        server.on_authorized = broken
+        third = await StratumClient.connect("127.0.0.1", port)
+        await third.cgminer("acme.rig2")  # raises if the authorize failed
+        await third.wait_job()
+        await third.close()
+    finally:
+        await server.shutdown(reconnect=False)
+    assert seen[0] == AuthorizedMiner("127.0.0.1", "cgminer/4.11.1", "acme", "rig1", 0x1FFFE000,
+                                      None)  # fmt: skip
+    assert (seen[1].user_agent, seen[1].worker) == ("bitaxe/BM1370/v2.4.2", "axe")
+    assert seen[1].version_mask == 0x1FFFE000  # what the pool granted of ffffffff
