@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import errno
 import socket
+from collections.abc import Callable
 
 from firmware_probe.jsonrepair import ReplyError, parse_reply
 from firmware_probe.limits import ProbeLimits
@@ -63,10 +64,47 @@ async def _close(writer: asyncio.StreamWriter) -> None:
             await writer.wait_closed()
 
 
+def rpc_end(buf: bytearray, chunk: bytes) -> int | None:
+    """Where a cgminer/btminer reply ends in ``buf`` (None: read on)."""
+    i = chunk.find(b"\x00")
+    if i >= 0:  # cgminer's terminator
+        return len(buf) - len(chunk) + i + 1
+    # No NUL: a newline or nothing at all ends the reply (btminer keeps the connection open
+    # until its 10 s idle close and puts raw newlines inside its JSON). The reply is complete
+    # once it parses (the known repairs included).
+    if buf.rstrip().endswith(b"}") and _complete(bytes(buf)):
+        return len(buf)
+    return None
+
+
+def http_end(buf: bytearray, chunk: bytes) -> int | None:
+    """Where an HTTP response ends (Content-Length or the last chunk); None: read on (to EOF
+    when the server gives neither). A server that keeps the connection alive despite
+    ``Connection: close`` is not waited for."""
+    head_end = buf.find(b"\r\n\r\n")
+    if head_end < 0:
+        return None
+    head = bytes(buf[:head_end]).lower()
+    body_start = head_end + 4
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        name, value = name.strip(), value.strip()
+        if name == b"content-length" and value.isdigit():
+            end = body_start + int(value)
+            return end if len(buf) >= end else None
+        if name == b"transfer-encoding" and value == b"chunked":
+            i = buf.find(b"\r\n0\r\n\r\n", body_start - 2)
+            return i + 7 if i >= 0 else None
+    return None
+
+
 async def _read_capped(
-    reader: asyncio.StreamReader, limits: ProbeLimits, terminated: bool, where: str
+    reader: asyncio.StreamReader,
+    limits: ProbeLimits,
+    end: Callable[[bytearray, bytes], int | None],
+    where: str,
 ) -> bytes:
-    """Read until EOF (or, ``terminated``, a NUL / final newline); at most the size cap."""
+    """Read until ``end`` finds the reply complete, or EOF; at most the size cap."""
     buf = bytearray()
     cap = limits.max_response_bytes
     while True:
@@ -76,15 +114,9 @@ async def _read_capped(
         buf += chunk
         if len(buf) > cap:
             raise NetError(Outcome.ERROR, f"{where}: reply over the {cap}-byte cap")
-        if terminated:
-            i = chunk.find(b"\x00")
-            if i >= 0:  # cgminer's terminator
-                return bytes(buf[: len(buf) - len(chunk) + i + 1])
-            # No NUL: a newline or nothing at all ends the reply (btminer keeps the connection
-            # open until its 10 s idle close, and puts raw newlines inside its JSON). The reply
-            # is complete once it parses (the known repairs included).
-            if buf.rstrip().endswith(b"}") and _complete(bytes(buf)):
-                return bytes(buf)
+        done = end(buf, chunk)
+        if done is not None:
+            return bytes(buf[:done])
 
 
 async def tcp_request(host: str, port: int, payload: bytes, limits: ProbeLimits) -> bytes:
@@ -95,7 +127,7 @@ async def tcp_request(host: str, port: int, payload: bytes, limits: ProbeLimits)
         async with asyncio.timeout(limits.command_timeout_s):
             writer.write(payload)
             await writer.drain()
-            data = await _read_capped(reader, limits, True, where)
+            data = await _read_capped(reader, limits, rpc_end, where)
     except TimeoutError:
         raise NetError(
             Outcome.TIMEOUT, f"{where}: no complete reply within {limits.command_timeout_s} s"
@@ -121,7 +153,7 @@ async def http_get(host: str, port: int, path: str, limits: ProbeLimits) -> tupl
                 "User-Agent: qazpool-probe\r\nConnection: close\r\n\r\n".encode("ascii")
             )
             await writer.drain()
-            data = await _read_capped(reader, limits, False, where)
+            data = await _read_capped(reader, limits, http_end, where)
     except TimeoutError:
         raise NetError(
             Outcome.TIMEOUT, f"{where}: no complete reply within {limits.command_timeout_s} s"

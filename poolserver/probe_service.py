@@ -221,6 +221,9 @@ class ProbeService:
                              self.cfg.keep_days)  # fmt: skip
             except Exception:
                 log.exception("probe: pruning old results failed (retried tomorrow)")
+            expired = self.clock() - self.cfg.ttl_s
+            for ip in [ip for ip, (at, _) in self._last.items() if at < expired]:
+                del self._last[ip]  # would be probed again anyway
             await asyncio.sleep(86400)
 
     async def _worker(self) -> None:
@@ -230,11 +233,12 @@ class ProbeService:
             self.stats.in_flight += 1
             try:
                 await self.probe_and_store(m)
+                # only a stored result counts as probed: a database error retries next authorize
+                self._last[m.peer] = (self.clock(), m.user_agent)
             except Exception:
                 log.exception("probe of %s failed", m.peer)
             finally:
                 self.stats.in_flight -= 1
-                self._last[m.peer] = (self.clock(), m.user_agent)
                 self._pending.discard(m.peer)
                 async with self.done:
                     self.done.notify_all()

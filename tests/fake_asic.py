@@ -314,6 +314,7 @@ class Profile:
     rpc_replies: dict[str, str] = field(default_factory=dict)
     rpc_terminator: bytes = b"\x00"  # cgminer NUL; b"\n" = newline and the connection stays open
     http: dict[str, tuple[str, bool]] = field(default_factory=dict)  # path -> (body, chunked)
+    http_keep_alive: bool = False  # the connection stays open after a response
 
 
 PROFILES: dict[str, Profile] = {
@@ -325,7 +326,8 @@ PROFILES: dict[str, Profile] = {
     "whatsminer": Profile("btminer", WHATSMINER),
     "avalon": Profile("cgminer", AVALON),
     "bitaxe": Profile(
-        http={"/api/system/info": (BITAXE_INFO, True), "/api/system/asic": (BITAXE_ASIC, False)}
+        http={"/api/system/info": (BITAXE_INFO, True), "/api/system/asic": (BITAXE_ASIC, False)},
+        http_keep_alive=True,
     ),
     "unknown_cgminer": Profile("cgminer", UNKNOWN_RPC),
     "api_disabled": Profile("api_disabled"),
@@ -463,9 +465,11 @@ class FakeAsic:
             else:
                 w.write(
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+                    b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
                 )
         await w.drain()
+        if self.profile.http_keep_alive:
+            await asyncio.sleep(self.idle_close_s)  # ignores Connection: close, like ESP-IDF
 
 
 async def _serve(profile: str) -> None:

@@ -117,6 +117,19 @@ async def test_whatsminer_idle_connection_is_not_waited_for():
     assert "stopped" not in result.detail
 
 
+def test_http_response_end_without_waiting_for_close():
+    from firmware_probe.net import http_end, parse_http_response
+
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+    assert http_end(bytearray(head + b"{}"), b"") is None
+    assert http_end(bytearray(head + b'{"a":'), b"") == len(head) + 5
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+    assert http_end(bytearray(chunked[:-4]), b"") is None
+    assert http_end(bytearray(chunked + b"junk"), b"") == len(chunked)
+    assert parse_http_response(chunked) == (200, b"{}")
+    assert http_end(bytearray(b"HTTP/1.0 200 OK\r\n\r\n{}"), b"") is None  # to EOF
+
+
 async def test_refused_and_unreachable():
     ports = ApiPorts(closed_port(), closed_port(), closed_port(), closed_port())
     assert (await probe_host("127.0.0.1", ports, LIMITS)).outcome is Outcome.REFUSED
