@@ -258,6 +258,8 @@ def test_probe_run_cli_as_a_new_user(tmp_path, capsys):
         conf = tmp_path / "pool.toml"
         conf.write_text(
             f'[pool]\ndata_dir = "{tmp_path / "data"}"\n[probe]\nallow = ["127.0.0.0/8"]\n'
+            f"cgminer_port = {ports['cgminer']}\nbtminer_port = {ports['btminer']}\n"
+            f"axeos_port = {ports['axeos']}\nvnish_port = {ports['vnish']}\n"
         )
 
         def cli(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -266,17 +268,18 @@ def test_probe_run_cli_as_a_new_user(tmp_path, capsys):
                 cwd=tmp_path, capture_output=True, text=True, timeout=60,
             )  # fmt: skip
 
-        assert cli("db", "upgrade").returncode == 0
+        assert main(["--config", str(conf), "db", "upgrade"]) == 0  # in-process: setup only
         run = cli("probe", "run", "127.0.0.1", "--port", str(ports["cgminer"]), "--json")
         assert run.returncode == 0, run.stderr
         out = json.loads(run.stdout)
         assert out["outcome"] == "identified" and out["model"] == "Whatsminer M30S+"
         assert out["register"]["verdict"] == "unregistered"
-        table = cli("probe", "run", "127.0.0.1", "--port", str(ports["cgminer"]))
+        table = cli("probe", "run", "127.0.0.1")  # every API port of [probe]
         assert "HKY3ES12345678901   [btminer:get_miner_info.minersn]" in table.stdout
-        listed = cli("probe", "list")
-        assert listed.returncode == 0
-        assert "Whatsminer M30S+" in listed.stdout and "unregistered" in listed.stdout
+        capsys.readouterr()
+        assert main(["--config", str(conf), "probe", "list"]) == 0
+        listed = capsys.readouterr().out
+        assert "Whatsminer M30S+" in listed and "unregistered" in listed
         assert main(["--config", str(conf), "probe", "list", "--json"]) == 0  # in-process
         (machine,) = json.loads(capsys.readouterr().out)
         assert machine["machine"] == "serial:HKY3ES12345678901" and "evidence" not in machine
