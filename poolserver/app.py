@@ -166,6 +166,8 @@ class PoolApp:
         self.loop_sampler: Any = None
         self.db_poller: Any = None
         self.deadline_reminder: Any = None
+        self.probe_service: Any = None
+        self._probe_engine: Any = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -244,6 +246,8 @@ class PoolApp:
             resume_window_s=settings.resume_window_s,
         )
         assert self.sink is not None
+        if cfg.probe.enabled:
+            await self._start_probe()
         self.server = StratumServer(
             settings,
             self.sink,
@@ -251,6 +255,7 @@ class PoolApp:
             policy=self.policy,
             extranonces=extranonces,
             stats=self.stats,
+            on_authorized=self.probe_service.on_authorized if self.probe_service else None,
         )
         # First job before the listeners open, so the first miner gets work at once.
         self._feed_task = asyncio.get_running_loop().create_task(self.feed.run())
@@ -356,12 +361,31 @@ class PoolApp:
             notify=self.notify_seconds,
             payouts=self.payout_service.stats if self.payout_service is not None else None,
             deadline=self.deadline_reminder,
+            probe=self.probe_service.stats if self.probe_service is not None else None,
         )
         self.metrics_server, _ = start_metrics(
             cfg.metrics.host, cfg.metrics.port, self.stats, sources=sources
         )
         addr = self.metrics_server.server_address
         self.metrics_address = (addr[0], addr[1])
+
+    async def _start_probe(self) -> None:
+        """Issue 15: probe authorized miners' firmware in the background ([probe])."""
+        from poolserver.probe_service import ProbeService, RegisterView
+        from poolserver.probe_store import ProbeStore
+        from poolserver.register.repository import RegisterRepository
+        from poolserver.storage_config import create_engine_from_config
+
+        cfg = self.config
+        engine = self.storage.engine if self.storage is not None else None
+        if engine is None:
+            engine = self._probe_engine = create_engine_from_config(cfg)
+        repo = RegisterRepository(engine, network=cfg.register.network or cfg.chain.network)
+        self.probe_service = ProbeService(
+            cfg.probe, ProbeStore(engine), RegisterView(repo),
+            capacity_limit_pct=cfg.register.capacity_limit_pct,
+        )  # fmt: skip
+        await self.probe_service.start()
 
     async def _start_register(self) -> None:
         """License enforcement: the register's policy answers mining.authorize."""
@@ -411,6 +435,10 @@ class PoolApp:
                 await self._feed_task
         if self.server is not None:
             await self.server.shutdown()
+        if self.probe_service is not None:
+            await self.probe_service.stop()
+        if self._probe_engine is not None:
+            await self._probe_engine.dispose()
         if self.block_recovery is not None:
             await self.block_recovery.stop()
         if self.block_sink is not None:

@@ -241,6 +241,34 @@ class ReportsConfig:
 
 
 @dataclass
+class ProbeConfig:
+    # Firmware probe (issue 15): after mining.authorize, ask the miner's own read-only API what
+    # machine it is and compare it with the hardware register. Off unless enabled.
+    enabled: bool = False
+    # Only addresses inside these CIDRs are ever probed (the pool's own farm networks); empty
+    # = none, even when enabled. `poolserver probe run` obeys the same list.
+    allow: list[str] = field(default_factory=list)
+    concurrency: int = 8
+    # Re-probe an address after this long, or at once when its Stratum user agent changes.
+    ttl_s: float = 86400.0
+    connect_timeout_s: float = 1.0
+    command_timeout_s: float = 5.0
+    probe_timeout_s: float = 15.0
+    max_response_bytes: int = 1048576
+    # Raw reply text kept per command as evidence.
+    max_evidence_bytes: int = 16384
+    # Port of each API (0 = never try it).
+    cgminer_port: int = 4028
+    btminer_port: int = 4028
+    axeos_port: int = 80
+    vnish_port: int = 80
+    # Addresses waiting for a probe beyond this are dropped (counted), never the share path.
+    queue_size: int = 1024
+    # Stored results older than this are deleted daily, except each machine's latest.
+    keep_days: int = 90
+
+
+@dataclass
 class Config:
     pool: PoolConfig = field(default_factory=PoolConfig)
     stratum: StratumConfig = field(default_factory=StratumConfig)
@@ -251,6 +279,7 @@ class Config:
     payouts: PayoutsConfig = field(default_factory=PayoutsConfig)
     register: RegisterConfig = field(default_factory=RegisterConfig)
     reports: ReportsConfig = field(default_factory=ReportsConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
 
     @property
     def data_path(self) -> Path:

@@ -68,6 +68,7 @@ class Sources:
     payouts: Any = None  # poolserver.payout_service.PayoutStats (None: no payout service)
     notify: Histogram = field(default_factory=lambda: Histogram(NOTIFY_BUCKETS))
     deadline: Any = None  # poolserver.report_deadline.DeadlineReminder (.current() -> stats)
+    probe: Any = None  # poolserver.probe_service.ProbeStats (None: [probe] disabled)
 
 
 def _gauge(name: str, doc: str, value: float, unit: str = "") -> Metric:
@@ -128,6 +129,7 @@ class PoolCollector(Collector):
         yield from self._db()
         yield from self._payouts()
         yield from self._report_deadline()
+        yield from self._probe()
 
     # ---- families ---------------------------------------------------------------------------
     def _build(self) -> Iterator[Metric]:
@@ -581,6 +583,46 @@ class PoolCollector(Collector):
                 "Unix time of the last successful reconcile",
                 st.reconcile_last_run_at,
             )
+
+    def _probe(self) -> Iterator[Metric]:
+        """Issue 15: firmware probe outcomes and register findings (bounded label values)."""
+        st = self.s.probe
+        if st is None:
+            return
+        from firmware_probe import Outcome
+        from poolserver.probe_service import SKIP_REASONS
+
+        yield _labelled_counter(
+            "qazpool_probe_results",
+            "Firmware probes finished, by outcome",
+            "outcome",
+            st.outcomes,
+            tuple(o.value for o in Outcome),
+        )
+        yield _labelled_counter(
+            "qazpool_probe_skipped",
+            "Authorized miners not probed, by reason",
+            "reason",
+            st.skipped,
+            SKIP_REASONS,
+        )
+        yield _labelled_gauge(
+            "qazpool_probe_machines_flagged",
+            "Probed machines whose latest result has this hardware-register finding",
+            ["finding"],
+            st.findings(),
+        )
+        yield _gauge(
+            "qazpool_probe_machines_serial_unknown",
+            "Probed machines whose read-only API exposes no serial (register match unknown)",
+            st.serial_unknown(),
+        )
+        yield _gauge("qazpool_probe_in_flight", "Firmware probes running now", st.in_flight)
+        yield _gauge("qazpool_probe_queued", "Addresses waiting for a probe", st.queued)
+        yield _counter(
+            "qazpool_probe_store_failures", "Probe results not stored (database error)",
+            st.store_failures,
+        )  # fmt: skip
 
     def _report_deadline(self) -> Iterator[Metric]:
         """Issue 13: the previous month's income reports are due (reporting.deadline)."""

@@ -33,6 +33,7 @@ from stratum.extranonce import ExtranonceAllocator
 from stratum.interfaces import (
     AcceptedShare,
     AccountPolicy,
+    AuthorizedMiner,
     BlockCandidate,
     BlockSink,
     Decision,
@@ -117,8 +118,10 @@ class StratumServer:
         extranonces: ExtranonceAllocator | None = None,
         stats: StratumStats | None = None,
         clock: Callable[[], float] = time.time,
+        on_authorized: Callable[[AuthorizedMiner], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.on_authorized = on_authorized
         self.sink = sink
         self.block_sink = block_sink
         self.policy: AccountPolicy = policy or AllowAllPolicy()
@@ -317,13 +320,27 @@ class StratumServer:
         if len(accounts) > s.auth_failures_allowed:
             self.ban(ip, s.auth_backoff_max_s, f"logins refused for {len(accounts)} accounts")
 
-    def auth_ok(self, session: Session, account: str, first: bool) -> None:
+    def auth_ok(self, session: Session, account: str, first: bool, worker: str = "") -> None:
         self._auth_failures.pop((session.peer, account), None)
         accounts = self._failed_accounts.get(session.peer)
         if accounts is not None:
             accounts.discard(account)
         if first:
             self.stats.authorized_current += 1
+        if self.on_authorized is not None:
+            try:
+                self.on_authorized(
+                    AuthorizedMiner(
+                        session.peer,
+                        session.user_agent,
+                        account,
+                        worker,
+                        session.version_mask,
+                        session.suggested_difficulty,
+                    )
+                )
+            except Exception:  # an observer must never break authorization
+                log.exception("on_authorized callback failed for %s", session.peer)
 
     # ---- jobs ------------------------------------------------------------------------------
 
