@@ -68,6 +68,7 @@ class Sources:
     payouts: Any = None  # poolserver.payout_service.PayoutStats (None: no payout service)
     notify: Histogram = field(default_factory=lambda: Histogram(NOTIFY_BUCKETS))
     deadline: Any = None  # poolserver.report_deadline.DeadlineReminder (.current() -> stats)
+    security: Any = None  # poolserver.security.writer.SecurityLogStats
 
 
 def _gauge(name: str, doc: str, value: float, unit: str = "") -> Metric:
@@ -128,6 +129,7 @@ class PoolCollector(Collector):
         yield from self._db()
         yield from self._payouts()
         yield from self._report_deadline()
+        yield from self._security_log()
 
     # ---- families ---------------------------------------------------------------------------
     def _build(self) -> Iterator[Metric]:
@@ -603,6 +605,28 @@ class PoolCollector(Collector):
             "x 86400 (0 on the due day, negative once overdue)",
             st.days_left * 86400,
         )
+
+
+    def _security_log(self) -> Iterator[Metric]:
+        """Issue 17: the security event log's writer (drops = the queue overflowed)."""
+        st = self.s.security
+        if st is None:
+            return
+        yield _counter("qazpool_security_events", "Security events emitted", st.emitted_total)
+        yield _counter(
+            "qazpool_security_events_written", "Security events written", st.written_total
+        )
+        yield _counter(
+            "qazpool_security_events_dropped",
+            "Security events dropped because the writer's queue was full",
+            st.dropped_total,
+        )
+        yield _counter(
+            "qazpool_security_log_write_errors",
+            "Failed security-log writes (events kept and retried)",
+            st.write_errors_total,
+        )
+        yield _gauge("qazpool_security_events_queued", "Security events waiting", st.queued)
 
 
 def start_metrics(

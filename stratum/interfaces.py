@@ -137,3 +137,19 @@ class Decision:
 
 class AccountPolicy(Protocol):
     async def authorize(self, account: str, worker: str, peer: str) -> Decision: ...
+
+
+class SecurityEvents(Protocol):
+    """The security event log as the share path sees it (implemented by
+    ``poolserver.security.writer.SecurityEventWriter``). ``emit`` never blocks and never raises:
+    it puts the event in a bounded queue that a writer task batches into the database, and
+    counts a drop when the queue is full. Fields are plain values (str, int, float, bool)."""
+
+    def emit(self, kind: str, **fields: object) -> None: ...
+
+
+class NoSecurityEvents:
+    """No security log (tests, a pool without storage): events are discarded."""
+
+    def emit(self, kind: str, **fields: object) -> None:
+        return None
