@@ -32,8 +32,9 @@ async def test_concurrent_writers_make_one_chain_and_tampering_is_named(engine):
 
     async def writer(name: str) -> None:
         for i in range(10):
-            await seclog.append([NewEvent(T0 + timedelta(seconds=i), "cli.action",
-                                          {"n": i}, who=name)])
+            await seclog.append(
+                [NewEvent(T0 + timedelta(seconds=i), "cli.action", {"n": i}, who=name)]
+            )
 
     await asyncio.gather(writer("a"), writer("b"), writer("c"))
     report = await seclog.verify()
@@ -44,8 +45,10 @@ async def test_concurrent_writers_make_one_chain_and_tampering_is_named(engine):
     report = await seclog.verify()
     assert not report.ok and report.bad_seq == 7 and "edited" in report.problem
     async with engine.begin() as conn:
-        await conn.execute(text("UPDATE security_events SET who = :w WHERE seq = 7"),
-                           {"w": [e async for e in seclog.entries()][6].who})
+        await conn.execute(
+            text("UPDATE security_events SET who = :w WHERE seq = 7"),
+            {"w": [e async for e in seclog.entries()][6].who},
+        )
         await conn.execute(text("DELETE FROM security_events WHERE seq = 30"))
     assert not (await seclog.verify()).ok  # who restored from another writer's name: broken
     report = await seclog.verify(head)
@@ -54,8 +57,9 @@ async def test_concurrent_writers_make_one_chain_and_tampering_is_named(engine):
 
 async def test_between_selects_by_time_in_chain_order(engine):
     seclog = SecurityLog(engine)
-    await seclog.append([NewEvent(T0 + timedelta(hours=h), "ban", {"peer": f"10.0.0.{h}"})
-                         for h in (5, 1, 3)])
+    await seclog.append(
+        [NewEvent(T0 + timedelta(hours=h), "ban", {"peer": f"10.0.0.{h}"}) for h in (5, 1, 3)]
+    )
     got = await seclog.between(T0 + timedelta(hours=1), T0 + timedelta(hours=4))
     assert [json.loads(e.new)["peer"] for e in got] == ["10.0.0.1", "10.0.0.3"]
     assert [e.subject for e in got] == ["peer:10.0.0.1", "peer:10.0.0.3"]
@@ -105,9 +109,12 @@ def test_tally_one_summary_per_window_and_bounded_keys():
 
 
 def test_config_fingerprints_name_changed_keys_never_secrets():
-    base = {"node": {"nodes": [{"url": "http://127.0.0.1:8332", "user": "u",
-                                "password": "hunter2-secret"}]},
-            "storage": {"url": "postgresql+asyncpg://pool:s3cr3t@db/pool"}}
+    base = {
+        "node": {
+            "nodes": [{"url": "http://127.0.0.1:8332", "user": "u", "password": "hunter2-secret"}]
+        },
+        "storage": {"url": "postgresql+asyncpg://pool:s3cr3t@db/pool"},
+    }
     a = config_state.fingerprints(config_from_dict(base))
     changed = json.loads(json.dumps(base))
     changed["node"]["nodes"][0]["password"] = "other"
@@ -129,7 +136,8 @@ async def test_config_start_events_chain_their_fingerprints(engine):
     same = await record_config_start(seclog, config_from_dict({}), T0 + timedelta(minutes=1))
     assert same.unchanged and same.changed == ()
     moved = await record_config_start(
-        seclog, config_from_dict({"payouts": {"max_daily_sats": 5}}), T0 + timedelta(minutes=2))
+        seclog, config_from_dict({"payouts": {"max_daily_sats": 5}}), T0 + timedelta(minutes=2)
+    )
     assert moved.changed == ("payouts.max_daily_sats",)
     assert (await seclog.verify()).checked == 3
 
@@ -155,10 +163,13 @@ def test_every_subcommand_is_classified_mutating_or_read_only():
     assert ("payouts", "approve") in leaves
 
 
-@pytest.mark.parametrize(("argv", "shown"), [
-    (["report", "keygen", "--passphrase", "pw"], ["report", "keygen", "--passphrase", "***"]),
-    (["x", "--db-password=pw", "--note", "n"], ["x", "--db-password=***", "--note", "n"]),
-    (["miners", "add", "acme"], ["miners", "add", "acme"]),
-])
+@pytest.mark.parametrize(
+    ("argv", "shown"),
+    [
+        (["report", "keygen", "--passphrase", "pw"], ["report", "keygen", "--passphrase", "***"]),
+        (["x", "--db-password=pw", "--note", "n"], ["x", "--db-password=***", "--note", "n"]),
+        (["miners", "add", "acme"], ["miners", "add", "acme"]),
+    ],
+)
 def test_secret_arguments_are_masked(argv, shown):
     assert cli_actions.masked(argv) == shown

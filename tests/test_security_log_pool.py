@@ -53,8 +53,11 @@ async def _events(app: PoolApp, kind: str, until=bool, timeout: float = 10.0) ->
     seclog = SecurityLog(app.storage.engine)
     async with asyncio.timeout(timeout):
         while True:
-            found = [dict(json.loads(e.new), _who=e.who, _subject=e.subject)
-                     async for e in seclog.entries() if e.action == kind]
+            found = [
+                dict(json.loads(e.new), _who=e.who, _subject=e.subject)
+                async for e in seclog.entries()
+                if e.action == kind
+            ]
             if until(found):
                 return found
             await asyncio.sleep(0.05)
@@ -83,7 +86,10 @@ async def test_every_event_kind_from_a_real_pool_exported_and_verified(tmp_path,
             await stranger.cpuminer("nobody.rig7")
         (refused,) = await _events(app, "auth.refused")
         assert (refused["account"], refused["worker"], refused["peer"]) == (
-            "nobody", "rig7", "127.0.0.1")
+            "nobody",
+            "rig7",
+            "127.0.0.1",
+        )
         assert refused["reason"]
         await stranger.close()
         # a second refusal for the account from that address: the login back-off (a ban)
@@ -98,16 +104,45 @@ async def test_every_event_kind_from_a_real_pool_exported_and_verified(tmp_path,
         # operator CLI actions, with the operator's name
         bin_ = constructed_numbers(1, seed=17)[0]
         issued = (date.today() - timedelta(days=30)).isoformat()
-        assert await asyncio.to_thread(
-            cli, "--operator", "aigerim", "miners", "add", "acme", "--name", "ACME LLP",
-            "--iin-bin", bin_, "--payout-address", ADDR) == 0
-        assert await asyncio.to_thread(
-            cli, "--operator", "aigerim", "licenses", "add", "acme", "KZ-17", "--issued", issued,
-            "--subtype", "I") == 0
+        assert (
+            await asyncio.to_thread(
+                cli,
+                "--operator",
+                "aigerim",
+                "miners",
+                "add",
+                "acme",
+                "--name",
+                "ACME LLP",
+                "--iin-bin",
+                bin_,
+                "--payout-address",
+                ADDR,
+            )
+            == 0
+        )
+        assert (
+            await asyncio.to_thread(
+                cli,
+                "--operator",
+                "aigerim",
+                "licenses",
+                "add",
+                "acme",
+                "KZ-17",
+                "--issued",
+                issued,
+                "--subtype",
+                "I",
+            )
+            == 0
+        )
         assert await asyncio.to_thread(cli, "miners", "list") == 0  # read-only: not recorded
         actions = await _events(app, "cli.action", lambda a: len(a) >= 2)
         assert [(a["_who"], a["command"], a["exit_code"]) for a in actions] == [
-            ("aigerim", "miners add", 0), ("aigerim", "licenses add", 0)]
+            ("aigerim", "miners add", 0),
+            ("aigerim", "licenses add", 0),
+        ]
         assert actions[0]["argv"][-2:] == ["--payout-address", ADDR]
 
         # an invalid-share ban: one share, then the same share twice more (duplicates)
@@ -158,8 +193,21 @@ async def test_every_event_kind_from_a_real_pool_exported_and_verified(tmp_path,
     out_csv, out_json = tmp_path / "day.csv", tmp_path / "day.json"
     d = day.isoformat()
     assert await acli("security-log", "export", "--from", d, "--to", d, "--out", str(out_csv)) == 0
-    assert await acli("security-log", "export", "--from", d, "--to", d, "--format", "json",
-               "--out", str(out_json)) == 0
+    assert (
+        await acli(
+            "security-log",
+            "export",
+            "--from",
+            d,
+            "--to",
+            d,
+            "--format",
+            "json",
+            "--out",
+            str(out_json),
+        )
+        == 0
+    )
     rows = list(csv.DictReader(io.StringIO(out_csv.read_text(encoding="utf-8"))))
     doc = json.loads(out_json.read_text(encoding="utf-8"))
     assert [int(r["seq"]) for r in rows] == [e.seq for e in all_events]
@@ -172,8 +220,11 @@ async def test_every_event_kind_from_a_real_pool_exported_and_verified(tmp_path,
     prev = (day - timedelta(days=1)).isoformat()
     capsys.readouterr()
     assert await acli("security-log", "export", "--from", prev, "--to", prev) == 0
-    assert capsys.readouterr().out.strip().splitlines() == [",".join(
-        ["seq", "time_kz", "time_utc", "kind", "who", "subject", "fields", "prev_hash", "hash"])]
+    assert capsys.readouterr().out.strip().splitlines() == [
+        ",".join(
+            ["seq", "time_kz", "time_utc", "kind", "who", "subject", "fields", "prev_hash", "hash"]
+        )
+    ]
 
     # the chain verifies; an edited event and deleted newest events are caught
     assert await acli("security-log", "verify") == 0
@@ -183,15 +234,20 @@ async def test_every_event_kind_from_a_real_pool_exported_and_verified(tmp_path,
     db = sqlite3.connect(tmp_path / "data" / "qazpool.sqlite3")
     target = next(e for e in all_events if e.action == "auth.refused")
     with db:
-        db.execute("UPDATE security_events SET fields = replace(fields, 'nobody', 'someone') "
-                   "WHERE seq = ?", (target.seq,))
+        db.execute(
+            "UPDATE security_events SET fields = replace(fields, 'nobody', 'someone') "
+            "WHERE seq = ?",
+            (target.seq,),
+        )
     assert await acli("security-log", "verify") == 1
     assert f"entry {target.seq} was edited" in capsys.readouterr().out
     with db:
-        db.execute("UPDATE security_events SET fields = replace(fields, 'someone', 'nobody') "
-                   "WHERE seq = ?", (target.seq,))
-        db.execute("DELETE FROM security_events WHERE seq = (SELECT max(seq) FROM "
-                   "security_events)")
+        db.execute(
+            "UPDATE security_events SET fields = replace(fields, 'someone', 'nobody') "
+            "WHERE seq = ?",
+            (target.seq,),
+        )
+        db.execute("DELETE FROM security_events WHERE seq = (SELECT max(seq) FROM security_events)")
     assert await acli("security-log", "verify") == 0  # a cut tail alone looks whole...
     capsys.readouterr()
     assert await acli("security-log", "verify", "--anchor", anchor) == 1  # ...the anchor catches it

@@ -28,8 +28,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     exp.add_argument("--out", metavar="FILE", help="output file (default: stdout)")
     exp.set_defaults(func=lambda a: run(a, _export))
     ver = ssub.add_parser("verify", help="check the hash chain; name the first bad event")
-    ver.add_argument("--anchor", action="append", default=[], metavar="SEQ:HASH",
-                     help="a head recorded earlier (repeatable)")
+    ver.add_argument(
+        "--anchor",
+        action="append",
+        default=[],
+        metavar="SEQ:HASH",
+        help="a head recorded earlier (repeatable)",
+    )
     ver.set_defaults(func=lambda a: run(a, _verify))
     head = ssub.add_parser("head", help="print SEQ:HASH of the newest event")
     head.set_defaults(func=lambda a: run(a, _head))

@@ -75,18 +75,25 @@ def masked(argv: Sequence[str]) -> list[str]:
     return out
 
 
-def cli_event(operator: str, args: argparse.Namespace, argv: Sequence[str], rc: int,
-              at: datetime | None = None) -> NewEvent:
+def cli_event(
+    operator: str,
+    args: argparse.Namespace,
+    argv: Sequence[str],
+    rc: int,
+    at: datetime | None = None,
+) -> NewEvent:
     command, action = action_of(args)
     return NewEvent(
-        at or datetime.now(UTC), "cli.action",
+        at or datetime.now(UTC),
+        "cli.action",
         {"command": f"{command} {action}".strip(), "argv": masked(argv), "exit_code": rc},
         who=operator,
     )
 
 
-def record(config_path: str | None, operator: str, args: argparse.Namespace,
-           argv: Sequence[str], rc: int) -> None:
+def record(
+    config_path: str | None, operator: str, args: argparse.Namespace, argv: Sequence[str], rc: int
+) -> None:
     """Append the ``cli.action`` event; a failure is reported on stderr, never raised (the
     command itself has already run and its exit code stands)."""
     import asyncio
@@ -106,5 +113,8 @@ def record(config_path: str | None, operator: str, args: argparse.Namespace,
         asyncio.run(write())
     except Exception as exc:
         command, action = action_of(args)
-        print(f"poolserver: WARNING: `{command} {action}` was not recorded in the security "
-              f"log: {exc}", file=sys.stderr)
+        print(
+            f"poolserver: WARNING: `{command} {action}` was not recorded in the security "
+            f"log: {exc}",
+            file=sys.stderr,
+        )

@@ -55,6 +55,11 @@ def to_json(entries: Sequence[AuditEntry], first: date, last: date) -> str:
         row = _row(e)
         row["fields"] = json.loads(e.new)
         rows.append(row)
-    doc = {"from": first.isoformat(), "to": last.isoformat(), "timezone": "UTC+5",
-           "count": len(rows), "events": rows}
+    doc = {
+        "from": first.isoformat(),
+        "to": last.isoformat(),
+        "timezone": "UTC+5",
+        "count": len(rows),
+        "events": rows,
+    }
     return json.dumps(doc, ensure_ascii=False, indent=2, sort_keys=False) + "\n"

@@ -36,14 +36,18 @@ class NewEvent:
 
 def subject_of(fields: Mapping[str, Any]) -> str:
     """``peer:1.2.3.4 account:acme worker:rig1``: the parts of ``fields`` that name a subject."""
-    parts = [f"{k}:{fields[k]}" for k in ("peer", "account", "worker", "batch", "command")
-             if fields.get(k) not in (None, "")]
+    parts = [
+        f"{k}:{fields[k]}"
+        for k in ("peer", "account", "worker", "batch", "command")
+        if fields.get(k) not in (None, "")
+    ]
     return " ".join(parts)[:200]
 
 
 def _entry(row: Any) -> chain.AuditEntry:
-    return chain.AuditEntry(row.seq, row.prev_hash, row.who, row.at, row.kind, row.subject,
-                            "null", row.fields, row.hash)
+    return chain.AuditEntry(
+        row.seq, row.prev_hash, row.who, row.at, row.kind, row.subject, "null", row.fields, row.hash
+    )
 
 
 class SecurityLog:
@@ -62,10 +66,22 @@ class SecurityLog:
                 subject = e.subject or subject_of(e.fields)
                 head = chain.make_entry(head, e.who, e.at, e.kind, subject, None, dict(e.fields))
                 entries.append(head)
-            await conn.execute(SecurityEvent.__table__.insert(), [
-                {"seq": x.seq, "prev_hash": x.prev_hash, "who": x.who, "at": x.at,
-                 "kind": x.action, "subject": x.subject, "fields": x.new, "hash": x.hash}
-                for x in entries])
+            await conn.execute(
+                SecurityEvent.__table__.insert(),
+                [
+                    {
+                        "seq": x.seq,
+                        "prev_hash": x.prev_hash,
+                        "who": x.who,
+                        "at": x.at,
+                        "kind": x.action,
+                        "subject": x.subject,
+                        "fields": x.new,
+                        "hash": x.hash,
+                    }
+                    for x in entries
+                ],
+            )
             return entries
 
     async def _lock(self, conn: AsyncConnection) -> None:
@@ -76,8 +92,11 @@ class SecurityLog:
             await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SECURITY_LOCK_KEY})
 
     async def _head(self, conn: AsyncConnection) -> chain.AuditEntry | None:
-        row = (await conn.execute(select(SecurityEvent.__table__)
-                                  .order_by(SecurityEvent.seq.desc()).limit(1))).first()
+        row = (
+            await conn.execute(
+                select(SecurityEvent.__table__).order_by(SecurityEvent.seq.desc()).limit(1)
+            )
+        ).first()
         return None if row is None else _entry(row)
 
     async def head(self) -> chain.AuditEntry | None:
@@ -86,9 +105,14 @@ class SecurityLog:
 
     async def last_of_kind(self, kind: str) -> chain.AuditEntry | None:
         async with self.engine.connect() as conn:
-            row = (await conn.execute(
-                select(SecurityEvent.__table__).where(SecurityEvent.kind == kind)
-                .order_by(SecurityEvent.seq.desc()).limit(1))).first()
+            row = (
+                await conn.execute(
+                    select(SecurityEvent.__table__)
+                    .where(SecurityEvent.kind == kind)
+                    .order_by(SecurityEvent.seq.desc())
+                    .limit(1)
+                )
+            ).first()
         return None if row is None else _entry(row)
 
     async def entries(self, batch: int = 1000) -> AsyncIterator[chain.AuditEntry]:
@@ -96,9 +120,14 @@ class SecurityLog:
         after = 0
         while True:
             async with self.engine.connect() as conn:
-                rows = (await conn.execute(
-                    select(SecurityEvent.__table__).where(SecurityEvent.seq > after)
-                    .order_by(SecurityEvent.seq).limit(batch))).all()
+                rows = (
+                    await conn.execute(
+                        select(SecurityEvent.__table__)
+                        .where(SecurityEvent.seq > after)
+                        .order_by(SecurityEvent.seq)
+                        .limit(batch)
+                    )
+                ).all()
             for r in rows:
                 yield _entry(r)
             if len(rows) < batch:
@@ -108,10 +137,13 @@ class SecurityLog:
     async def between(self, start: datetime, end: datetime) -> list[chain.AuditEntry]:
         """Entries with ``start <= at < end``, in ``seq`` order."""
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(
-                select(SecurityEvent.__table__)
-                .where(SecurityEvent.at >= start, SecurityEvent.at < end)
-                .order_by(SecurityEvent.seq))).all()
+            rows = (
+                await conn.execute(
+                    select(SecurityEvent.__table__)
+                    .where(SecurityEvent.at >= start, SecurityEvent.at < end)
+                    .order_by(SecurityEvent.seq)
+                )
+            ).all()
         return [_entry(r) for r in rows]
 
     async def verify(self, anchor: tuple[int, str] | None = None) -> chain.ChainReport:

@@ -28,8 +28,9 @@ def check_security_config(config: Config) -> None:
         raise ConfigError(f"security.flood_report_s: must be > 0, got {sc.flood_report_s}")
 
 
-async def record_config_start(seclog: SecurityLog, config: Config,
-                              at: datetime | None = None) -> config_state.ConfigChange:
+async def record_config_start(
+    seclog: SecurityLog, config: Config, at: datetime | None = None
+) -> config_state.ConfigChange:
     """A ``config.start`` event: the config hash, the keys changed since the last start (by
     fingerprint; secrets never in clear) and every key's fingerprint for the next start."""
     prints = config_state.fingerprints(config)
@@ -52,11 +53,14 @@ async def record_config_start(seclog: SecurityLog, config: Config,
     if change.previous_hash is None:
         log.info("security log: first recorded start, config %s", change.config_hash[:16])
     elif change.unchanged:
-        log.info("security log: config unchanged since the last start (%s)",
-                 change.config_hash[:16])
+        log.info(
+            "security log: config unchanged since the last start (%s)", change.config_hash[:16]
+        )
     else:
-        log.warning("config changed since the last start: %s",
-                    ", ".join(change.changed + change.added + change.removed))
+        log.warning(
+            "config changed since the last start: %s",
+            ", ".join(change.changed + change.added + change.removed),
+        )
     return change
 
 
@@ -65,7 +69,8 @@ async def start_security_log(engine: AsyncEngine, config: Config) -> SecurityEve
     seclog = SecurityLog(engine)
     await record_config_start(seclog, config)
     sc = config.security
-    writer = SecurityEventWriter(seclog, queue_size=sc.queue_size,
-                                 flush_interval_s=sc.flush_interval_s)
+    writer = SecurityEventWriter(
+        seclog, queue_size=sc.queue_size, flush_interval_s=sc.flush_interval_s
+    )
     writer.start()
     return writer

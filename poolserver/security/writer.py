@@ -108,8 +108,10 @@ class SecurityEventWriter:
                 if await self.flush_once():
                     continue
                 if self._stopped.is_set():
-                    log.error("security log: %d event(s) lost at shutdown (database "
-                              "unavailable)", len(self._queue))
+                    log.error(
+                        "security log: %d event(s) lost at shutdown (database unavailable)",
+                        len(self._queue),
+                    )
                     return
                 await self._pause(self.retry_s)
             if self._stopped.is_set():
