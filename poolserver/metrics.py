@@ -562,6 +562,22 @@ class PoolCollector(Collector):
                 "Spendable wallet balance at the last payment run",
                 st.wallet_spendable_sats,
             )
+            yield _gauge(
+                "qazpool_wallet_required_satoshis",
+                "Spendable satoshis the next payment run needs (payable balances + fee reserve)",
+                st.wallet_required_sats,
+            )
+            yield _gauge(
+                "qazpool_wallet_low_balance",
+                "1 when the spendable balance is below what the next payments need or below "
+                "[payouts].low_balance_warning_sats",
+                int(st.wallet_low_balance),
+            )
+        yield _gauge(
+            "qazpool_payments_awaiting_approval",
+            "Payment batches the hot-wallet caps hold for `poolserver payouts approve`",
+            st.payments_awaiting_approval,
+        )
         yield _gauge(
             "qazpool_payments_waiting_for_funds",
             "Miners over the payout threshold the wallet cannot fund yet",

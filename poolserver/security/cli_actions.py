@@ -24,7 +24,7 @@ MUTATING: frozenset[tuple[str, str]] = frozenset({
     ("licenses", "revoke"), ("licenses", "import"),
     ("hardware", "add"), ("hardware", "remove"), ("hardware", "import"),
     ("payouts", "run-once"), ("payouts", "deposit"), ("payouts", "withdraw"),
-    ("payouts", "release"), ("payouts", "approve"),
+    ("payouts", "release"), ("payouts", "approve"), ("payouts", "reject"),
     ("rates", "import"),
     # reports are signed with the pool's key: signing and new keys are operator acts
     ("report", "miners"), ("report", "commission"), ("report", "statement"),
