@@ -33,7 +33,7 @@ MUTATING: frozenset[tuple[str, str]] = frozenset({
 
 READ_ONLY: frozenset[tuple[str, str]] = frozenset({
     ("run", ""), ("demo", ""), ("selfcheck", ""),
-    ("db", "current"), ("db", "check"),
+    ("db", "current"), ("db", "check"), ("db", "retention"),
     ("miners", "list"), ("miners", "show"), ("miners", "export"),
     ("licenses", "list"), ("licenses", "export"),
     ("hardware", "list"), ("hardware", "capacity"), ("hardware", "export"),
