@@ -498,6 +498,9 @@ class PayoutService:
             return
         needed = funds_needed(await self.outbox.balances(), await self.outbox.payout_addresses(now),
                               self.payout, await self.outbox.holds())  # fmt: skip
+        # batches held for approval are debited already and need the money once approved
+        reserve = self.payout.fee_reserve_sats if self.payout.fee_policy is TxFeePolicy.POOL else 0
+        needed += sum(b.total_sats + reserve for b in await self.outbox.awaiting())
         floor = self.cfg.low_balance_warning_sats
         low = spendable < needed or (floor > 0 and spendable < floor)
         if low and not self.stats.wallet_low_balance:

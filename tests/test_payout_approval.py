@@ -19,17 +19,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from payouts.payments import PaymentStatus
 from poolserver.bitcoin.embedded_chain import EmbeddedChain
 from poolserver.bitcoin.wallet import EmbeddedWallet
 from poolserver.cli import main
 from poolserver.config import config_from_dict
+from poolserver.metrics import PoolCollector, Sources
 from poolserver.payout_service import PayoutService
 from poolserver.register.repository import RegisterRepository
 from poolserver.security.log import SecurityLog
 from poolserver.storage.engine import create_engine
 from poolserver.storage.repository import Ledger, SqlPaymentOutbox
+from stratum.stats import StratumStats
 from tests.test_payout_service_kill import MINERS, ROOT, _check_paid_once, _seed
 
 
@@ -197,6 +200,12 @@ def test_low_balance_warning_before_payments_wait(db_url, tmp_path, caplog):
     # a floor far above the wallet: warned, while payments still go out
     report, stats = asyncio.run(_tick(db_url, data, low_balance_warning_sats=10**12))
     assert stats.wallet_low_balance and report.batches_planned == 3
+    registry = CollectorRegistry()
+    registry.register(PoolCollector(Sources(StratumStats(), payouts=stats)))
+    exported = generate_latest(registry).decode()
+    assert "qazpool_wallet_low_balance 1.0" in exported
+    assert "\nqazpool_wallet_required_satoshis " in exported
+    assert "\nqazpool_wallet_spendable_satoshis " in exported
     assert any(
         r.levelname == "WARNING" and "hot wallet low" in r.getMessage() for r in caplog.records
     )
