@@ -29,6 +29,8 @@ MUTATING: frozenset[tuple[str, str]] = frozenset({
     # reports are signed with the pool's key: signing and new keys are operator acts
     ("report", "miners"), ("report", "commission"), ("report", "statement"),
     ("report", "keygen"),
+    # issue 17 part A's commands (classified ahead of the merge; absent ones are harmless)
+    ("backup", ""), ("restore", ""), ("install-service", ""),
 })  # fmt: skip
 
 READ_ONLY: frozenset[tuple[str, str]] = frozenset({
