@@ -111,6 +111,7 @@ def server_settings(config: Config) -> ServerSettings:
         auth_backoff_max_s=sc.auth_backoff_max_s,
         resume_window_s=sc.resume_window_s,
         drain_timeout_s=sc.drain_timeout_s,
+        flood_report_s=config.security.flood_report_s,
         # [stratum.vardiff] mirrors stratum's VardiffConfig field for field (stratum may not
         # import the config); a field added to one side only fails here at startup.
         vardiff=VardiffConfig(**dataclasses.asdict(v)),
@@ -168,6 +169,7 @@ class PoolApp:
         self.deadline_reminder: Any = None
         self.probe_service: Any = None
         self._probe_engine: Any = None
+        self.security_writer: Any = None  # poolserver.security.writer (None: no storage)
 
     async def start(self) -> None:
         cfg = self.config
@@ -196,6 +198,10 @@ class PoolApp:
             self.sink = self.storage.journal
             await self._take_instance_lease()
             log.info("shares: durable journal in %s", self.storage.url)
+            from poolserver.security.startup import start_security_log
+
+            # config.start recorded now; refusals, bans and floods queued from the share path
+            self.security_writer = await start_security_log(self.storage.engine, cfg)
         elif isinstance(self.sink, MemoryShareSink):
             log.warning("shares: IN-MEMORY sink, nothing survives a restart (tests only)")
         self.feed = template_feed.feed_from_config(cfg, self.rpc)
@@ -256,6 +262,7 @@ class PoolApp:
             extranonces=extranonces,
             stats=self.stats,
             on_authorized=self.probe_service.on_authorized if self.probe_service else None,
+            security=self.security_writer,
         )
         # First job before the listeners open, so the first miner gets work at once.
         self._feed_task = asyncio.get_running_loop().create_task(self.feed.run())
@@ -362,6 +369,7 @@ class PoolApp:
             payouts=self.payout_service.stats if self.payout_service is not None else None,
             deadline=self.deadline_reminder,
             probe=self.probe_service.stats if self.probe_service is not None else None,
+            security=self.security_writer.stats if self.security_writer is not None else None,
         )
         self.metrics_server, _ = start_metrics(
             cfg.metrics.host, cfg.metrics.port, self.stats, sources=sources
@@ -439,6 +447,8 @@ class PoolApp:
             await self.probe_service.stop()
         if self._probe_engine is not None:
             await self._probe_engine.dispose()
+        if self.security_writer is not None:
+            await self.security_writer.stop()  # after the server: its last flood summaries
         if self.block_recovery is not None:
             await self.block_recovery.stop()
         if self.block_sink is not None:

@@ -149,6 +149,9 @@ class StorageConfig:
     retry_interval_s: float = 2.0
     # Raw shares older than this are rolled up into exact per-miner hourly sums.
     retention_days: int = 30
+    # What a report or an inspection needs (hourly sums, allocations, ledger, payments, audit
+    # and security logs, filed reports) is kept at least this many years and never rolled away.
+    legal_retention_years: int = 5
     # SQLite only: PRAGMA synchronous. FULL fsyncs the WAL at every commit (survives power loss).
     sqlite_synchronous: str = "FULL"
     # Connections kept open by the engine (PostgreSQL); SQLite uses one writer connection.
@@ -202,6 +205,27 @@ class PayoutsConfig:
     payments_enabled: bool = True
     payment_retry_after_s: float = 3600.0
     retention_interval_s: float = 86400.0
+    # Hot-wallet caps (0 = off): a batch with an output above max_payment_sats, or that would
+    # take the day's (UTC+5) payments above max_daily_sats, waits in "awaiting_approval" until
+    # `poolserver payouts approve BATCH`.
+    max_payment_sats: int = 0
+    max_daily_sats: int = 0
+    # Low-balance warning: logged and exported when the wallet's spendable balance is below what
+    # the next payment run needs (payable balances + fee_reserve_sats per batch) or below this
+    # floor (0 = only the first).
+    low_balance_warning_sats: int = 0
+
+
+@dataclass
+class SecurityConfig:
+    # The security event log (refused logins, bans, connection floods, operator CLI actions,
+    # config changes): events wait in a queue of this many (more are dropped and counted) and
+    # are written in batches every flush_interval_s.
+    queue_size: int = 10000
+    flush_interval_s: float = 0.5
+    # Repeated connection refusals / backed-off logins from one IP: one event per this many
+    # seconds, with a count.
+    flood_report_s: float = 60.0
 
 
 @dataclass
@@ -280,6 +304,7 @@ class Config:
     register: RegisterConfig = field(default_factory=RegisterConfig)
     reports: ReportsConfig = field(default_factory=ReportsConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
 
     @property
     def data_path(self) -> Path:

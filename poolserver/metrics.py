@@ -69,6 +69,7 @@ class Sources:
     notify: Histogram = field(default_factory=lambda: Histogram(NOTIFY_BUCKETS))
     deadline: Any = None  # poolserver.report_deadline.DeadlineReminder (.current() -> stats)
     probe: Any = None  # poolserver.probe_service.ProbeStats (None: [probe] disabled)
+    security: Any = None  # poolserver.security.writer.SecurityLogStats
 
 
 def _gauge(name: str, doc: str, value: float, unit: str = "") -> Metric:
@@ -130,6 +131,7 @@ class PoolCollector(Collector):
         yield from self._payouts()
         yield from self._report_deadline()
         yield from self._probe()
+        yield from self._security_log()
 
     # ---- families ---------------------------------------------------------------------------
     def _build(self) -> Iterator[Metric]:
@@ -562,6 +564,22 @@ class PoolCollector(Collector):
                 "Spendable wallet balance at the last payment run",
                 st.wallet_spendable_sats,
             )
+            yield _gauge(
+                "qazpool_wallet_required_satoshis",
+                "Spendable satoshis the next payment run needs (payable balances + fee reserve)",
+                st.wallet_required_sats,
+            )
+            yield _gauge(
+                "qazpool_wallet_low_balance",
+                "1 when the spendable balance is below what the next payments need or below "
+                "[payouts].low_balance_warning_sats",
+                int(st.wallet_low_balance),
+            )
+        yield _gauge(
+            "qazpool_payments_awaiting_approval",
+            "Payment batches the hot-wallet caps hold for `poolserver payouts approve`",
+            st.payments_awaiting_approval,
+        )
         yield _gauge(
             "qazpool_payments_waiting_for_funds",
             "Miners over the payout threshold the wallet cannot fund yet",
@@ -645,6 +663,28 @@ class PoolCollector(Collector):
             "x 86400 (0 on the due day, negative once overdue)",
             st.days_left * 86400,
         )
+
+
+    def _security_log(self) -> Iterator[Metric]:
+        """Issue 17: the security event log's writer (drops = the queue overflowed)."""
+        st = self.s.security
+        if st is None:
+            return
+        yield _counter("qazpool_security_events", "Security events emitted", st.emitted_total)
+        yield _counter(
+            "qazpool_security_events_written", "Security events written", st.written_total
+        )
+        yield _counter(
+            "qazpool_security_events_dropped",
+            "Security events dropped because the writer's queue was full",
+            st.dropped_total,
+        )
+        yield _counter(
+            "qazpool_security_log_write_errors",
+            "Failed security-log writes (events kept and retried)",
+            st.write_errors_total,
+        )
+        yield _gauge("qazpool_security_events_queued", "Security events waiting", st.queued)
 
 
 def start_metrics(
