@@ -29,6 +29,8 @@ MUTATING: frozenset[tuple[str, str]] = frozenset({
     # reports are signed with the pool's key: signing and new keys are operator acts
     ("report", "miners"), ("report", "commission"), ("report", "statement"),
     ("report", "keygen"),
+    # an operator-initiated connection to a machine's management API (stored as evidence)
+    ("probe", "run"),
     # issue 17 part A's commands (classified ahead of the merge; absent ones are harmless)
     ("backup", ""), ("restore", ""), ("install-service", ""),
 })  # fmt: skip
@@ -44,6 +46,7 @@ READ_ONLY: frozenset[tuple[str, str]] = frozenset({
     ("payouts", "payments"), ("payouts", "reconcile"), ("payouts", "list"),
     ("rates", "list"),
     ("report", "deadline"), ("report", "verify"),
+    ("probe", "list"),
     ("security-log", "export"), ("security-log", "verify"), ("security-log", "head"),
 })  # fmt: skip
 
