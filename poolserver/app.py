@@ -166,6 +166,8 @@ class PoolApp:
         self.loop_sampler: Any = None
         self.db_poller: Any = None
         self.deadline_reminder: Any = None
+        self.web: Any = None  # poolserver.web.app.WebServer ([web], needs the database)
+        self.web_address: tuple[str, int] | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -264,6 +266,8 @@ class PoolApp:
             self._unsubscribe_cutoff = connect_cutoff(self.register_policy.events, self.server)
         self.stratum_addresses = await self.server.start()
         self._start_deadline_reminder()
+        if cfg.web.enabled and self.storage is not None:
+            await self._start_web()
         if cfg.metrics.enabled:
             self._start_metrics()
         log.info(
@@ -285,6 +289,25 @@ class PoolApp:
             reports_dir(self.config), rc.deadline_day, rc.reminder_interval_s
         )
         self.deadline_reminder.start()
+
+    async def _start_web(self) -> None:
+        """Issue 16: the pool page and read-only API on [web] host:port."""
+        from poolserver.web import WebStats, web_context
+        from poolserver.web.app import WebServer
+        from poolserver.web.queries import PoolFigures
+        from stratum.difficulty import DIFF1
+
+        feed = self.feed
+
+        def figures() -> PoolFigures:
+            job = feed.current_job
+            if job is None:
+                return PoolFigures(0.0, 0)
+            return PoolFigures(DIFF1 / job.network_target, job.height)
+
+        ctx = web_context(self.config, self.storage.engine, figures)
+        self.web = WebServer(ctx, WebStats())
+        self.web_address = await self.web.start()
 
     async def _take_instance_lease(self) -> None:
         """Scale-out: [pool].node_id (the extranonce1 prefix) leased in the shared database;
@@ -356,6 +379,7 @@ class PoolApp:
             notify=self.notify_seconds,
             payouts=self.payout_service.stats if self.payout_service is not None else None,
             deadline=self.deadline_reminder,
+            web=self.web.stats if self.web is not None else None,
         )
         self.metrics_server, _ = start_metrics(
             cfg.metrics.host, cfg.metrics.port, self.stats, sources=sources
@@ -411,6 +435,8 @@ class PoolApp:
                 await self._feed_task
         if self.server is not None:
             await self.server.shutdown()
+        if self.web is not None:
+            await self.web.stop()
         if self.block_recovery is not None:
             await self.block_recovery.stop()
         if self.block_sink is not None:

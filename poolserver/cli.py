@@ -21,6 +21,7 @@ COMMANDS = [
     "payouts",
     "rates",
     "report",
+    "web",
 ]
 
 
