@@ -153,6 +153,14 @@
     const cls = { matured: "ok", confirmed: "ok", broadcast: "ok", pending: "wait", orphaned: "bad", rejected: "bad", failed: "bad" }[status] || "wait";
     return el("span", { class: "badge " + cls }, t(kind + status));
   }
+  // A table row; each cell carries its column's name for the stacked phone layout (app.css).
+  function row(keys, ...cells) {
+    cells.forEach((c, i) => c.setAttribute("data-label", t(keys[i])));
+    return el("tr", {}, ...cells);
+  }
+  const BLOCK_COLS = ["col_height", "col_hash", "col_reward", "col_status", "col_found"];
+  const WORKER_COLS = ["col_worker", "col_hashrate", "col_last_share", "col_shares"];
+  const PAY_COLS = ["col_date", "col_amount", "col_txid", "col_status"];
   function emptyRow(tbody, cols, key) {
     tbody.append(el("tr", {}, el("td", { class: "empty", colspan: String(cols) }, t(key))));
   }
@@ -161,7 +169,7 @@
     tbody.replaceChildren();
     if (!state.blocks.length) emptyRow(tbody, 5, "no_blocks");
     for (const b of state.blocks) {
-      tbody.append(el("tr", {},
+      tbody.append(row(BLOCK_COLS,
         el("td", { class: "num" }, b.height),
         el("td", { class: "hash", title: b.hash }, shortHash(b.hash)),
         el("td", { class: "num mono" }, btc(b.reward_sats)),
@@ -185,14 +193,14 @@
     wb.replaceChildren();
     if (!state.workers.length) emptyRow(wb, 4, "no_workers");
     for (const w of state.workers) {
-      wb.append(el("tr", {}, el("td", {}, w.worker), el("td", { class: "num" }, rate(w.hashrate_hs)),
+      wb.append(row(WORKER_COLS, el("td", {}, w.worker), el("td", { class: "num" }, rate(w.hashrate_hs)),
                    el("td", {}, kzTime(w.last_share_at)), el("td", { class: "num" }, w.shares)));
     }
     const pb = $("t-payments").tBodies[0];
     pb.replaceChildren();
     if (!state.payments.length) emptyRow(pb, 4, "no_payments");
     for (const p of state.payments) {
-      pb.append(el("tr", {}, el("td", {}, kzTime(p.created_at)), el("td", { class: "num mono" }, btc(p.amount_sats)),
+      pb.append(row(PAY_COLS, el("td", {}, kzTime(p.created_at)), el("td", { class: "num mono" }, btc(p.amount_sats)),
                    el("td", { class: "hash", title: p.txid || "" }, p.txid ? shortHash(p.txid) : "—"),
                    el("td", {}, badge(p.status, "pay_"))));
     }

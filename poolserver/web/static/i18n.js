@@ -146,7 +146,7 @@ window.QAZ_I18N = {
     hashrate: "Pool hashrate",
     hashrate_hint: "last {n} min",
     workers: "Active workers",
-    workers_hint: "{n} miners",
+    workers_hint: "miners: {n}",
     network_difficulty: "Network difficulty",
     height_hint: "block height {n}",
     blocks_found: "Blocks found",
