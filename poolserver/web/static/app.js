@@ -131,11 +131,14 @@
       box.replaceChildren(svg);
       return;
     }
-    const top = max * 1.15;
+    // three gridlines at round values (1, 2, 2.5 or 5 x a power of ten)
+    const raw = max / 3, mag = Math.pow(10, Math.floor(Math.log10(raw)));
+    const stepSize = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s * 3 >= max * 1.05) || 10 * mag;
+    const top = stepSize * 3;
     const x = (i) => padL + (W - padL - padR) * (pts.length === 1 ? 0.5 : i / (pts.length - 1));
     const y = (v) => padT + (H - padT - padB) * (1 - v / top);
     for (let g = 0; g <= 3; g++) {
-      const v = (top * g) / 3;
+      const v = stepSize * g;
       add("line", { x1: padL, x2: W - padR, y1: y(v), y2: y(v), class: "grid" });
       add("text", { x: padL - 8, y: y(v) + 4, "text-anchor": "end", class: "axis" }, g === 0 ? "0" : rate(v));
     }
