@@ -335,3 +335,26 @@ def test_web_settings_are_checked():
             web_context(config_from_dict({"web": web}), None, None)
     with pytest.raises(ValueError, match="rate_limit"):
         RateLimiter(0, 1)
+
+
+async def test_hashrate_buckets_are_grouped_in_the_database(engine, tmp_path):
+    """Shares a second apart: one row per 5-minute bucket from the database (not one per
+    share), and the history's figures are the exact sums."""
+    from poolserver.web.queries import hashrate_history, share_buckets
+    from tests.payout_support import journal_shares
+
+    start = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+    plan = [("alice", 0.5, start + timedelta(seconds=i)) for i in range(20)]
+    plan += [("bob", 0.25, start + timedelta(seconds=300 + i)) for i in range(8)]
+    await journal_shares(engine, tmp_path / "spool", plan)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(share_buckets(engine, start, start + timedelta(hours=1),
+                                                 300))).all()  # fmt: skip
+    assert sorted((int(b), float(d), n) for b, d, n in rows) == [
+        (int(start.timestamp()) // 300, 10.0, 20), (int(start.timestamp()) // 300 + 1, 2.0, 8)]
+    history = await hashrate_history(engine, start, start + timedelta(minutes=15), 300)
+    assert [(p["start"], p["shares"]) for p in history] == [
+        ("2026-11-30T10:00:00Z", 20), ("2026-11-30T10:05:00Z", 8), ("2026-11-30T10:10:00Z", 0)]
+    assert history[0]["hashrate_hs"] == 10.0 * 2**32 / 300
+    only_bob = await hashrate_history(engine, start, start + timedelta(minutes=10), 300, "bob")
+    assert [p["shares"] for p in only_bob] == [0, 8]

@@ -55,8 +55,9 @@ def _epoch_bucket(engine: AsyncEngine, column: Any, seconds: int) -> Any:
     """The integer bucket number of a timestamp column (Unix time // ``seconds``)."""
     if engine.dialect.name == "postgresql":
         return cast(func.floor(func.extract("epoch", column) / seconds), Integer)
-    # SQLite keeps the UTC wall time as ISO text; strftime('%s') reads it as UTC
-    return cast(func.strftime("%s", column), Integer) / seconds
+    # SQLite keeps the UTC wall time as ISO text; strftime('%s') reads it as UTC. ``//``: an
+    # integer division (SQLAlchemy renders ``/`` as a true division: one group per second)
+    return cast(func.strftime("%s", column), Integer) // seconds
 
 
 def block_state(status: str, credited: bool) -> str:
@@ -187,18 +188,24 @@ async def pool_stats(
     }
 
 
+def share_buckets(engine: AsyncEngine, start: datetime, end: datetime, bucket_s: int) -> Any:
+    """(bucket number, difficulty sum, share count) of the raw shares in [start, end), grouped
+    in the database (one row per bucket, whatever the number of shares)."""
+    bucket = _epoch_bucket(engine, Share.created_at, bucket_s).label("b")
+    return (
+        select(bucket, func.sum(Share.difficulty), func.count(Share.id))
+        .where(Share.created_at >= start, Share.created_at < end)
+        .group_by(bucket)
+    )
+
+
 async def hashrate_history(
     engine: AsyncEngine, start: datetime, end: datetime, bucket_s: int,
     account: str | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Hashrate per ``bucket_s`` bucket in [start, end), oldest first: raw shares bucketed in
     SQL, plus the hourly roll-ups of shares older than the retention (hour buckets)."""
-    bucket = _epoch_bucket(engine, Share.created_at, bucket_s).label("b")
-    q = (
-        select(bucket, func.sum(Share.difficulty), func.count(Share.id))
-        .where(Share.created_at >= start, Share.created_at < end)
-        .group_by(bucket)
-    )
+    q = share_buckets(engine, start, end, bucket_s)
     rq = select(ShareRollup.bucket_start, ShareRollup.difficulty_sum,
                 ShareRollup.share_count).where(
         ShareRollup.bucket_start >= start, ShareRollup.bucket_start < end)  # fmt: skip
