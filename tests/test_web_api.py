@@ -358,3 +358,13 @@ async def test_hashrate_buckets_are_grouped_in_the_database(engine, tmp_path):
     assert history[0]["hashrate_hs"] == 10.0 * 2**32 / 300
     only_bob = await hashrate_history(engine, start, start + timedelta(minutes=10), 300, "bob")
     assert [p["shares"] for p in only_bob] == [0, 8]
+
+
+async def test_public_answers_are_reused_for_a_few_seconds(served, engine):
+    """A crowd on the public page costs one database read per URL per ``cache_s``; a new
+    block shows once that passed (a miner's own data is never cached: see the revocation
+    above, effective at once)."""
+    base = await served()
+    first = await get_ok(base, "/api/v1/pool", "/api/v1/pool")
+    again = await get_ok(base, "/api/v1/pool", "/api/v1/pool")
+    assert again["time"] == first["time"] and first["blocks_found"] == 0

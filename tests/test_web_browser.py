@@ -118,9 +118,22 @@ def browse(base: str, account: str, token: str, out: Path) -> dict[str, str]:
         drv.quit()
 
 
-async def test_page_shows_the_same_balance_as_the_api(db_url, engine, tmp_path, db_backend):
-    if db_backend != "sqlite":
-        pytest.skip("the browser sees the API; the API runs on both databases in test_web_api")
+async def test_page_shows_the_same_balance_as_the_api(sqlite_template, tmp_path):
+    """SQLite only: the browser sees the API, which tests/test_web_api.py runs on both."""
+    from poolserver.storage.engine import create_engine
+
+    db = tmp_path / "qazpool.sqlite3"
+    shutil.copyfile(sqlite_template, db)
+    db_url = f"sqlite+aiosqlite:///{db}"
+    engine = create_engine(db_url)
+    try:
+        api, pays, seen = await _run_page(db_url, engine, tmp_path)
+    finally:
+        await engine.dispose()
+    _check(api, pays, seen)
+
+
+async def _run_page(db_url: str, engine: Any, tmp_path: Path) -> tuple[Any, Any, Any]:
     async with pool_with_data(db_url, engine, tmp_path) as pool:
         status, api, _ = await fetch(pool.base, "/api/v1/accounts/alice/balance", pool.token)
         assert status == 200 and api["paid_sats"] > 0 and api["immature_sats"] > 0
@@ -128,6 +141,10 @@ async def test_page_shows_the_same_balance_as_the_api(db_url, engine, tmp_path, 
         ARTIFACTS.mkdir(exist_ok=True)
         seen = await asyncio.to_thread(browse, pool.base, "alice", pool.token, ARTIFACTS)
     print(f"screenshots: {ARTIFACTS / 'web-desktop-en.png'}, {ARTIFACTS / 'web-phone-kk.png'}")
+    return api, pays, seen
+
+
+def _check(api: Any, pays: Any, seen: dict[str, str]) -> None:
     assert seen["denied"] == "No such account, or the token is not valid for it."
     assert seen["immature"] == btc_text(api["immature_sats"])
     assert seen["mature"] == btc_text(api["mature_sats"])

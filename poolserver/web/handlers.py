@@ -4,8 +4,9 @@ one is needed (``tokens``), read (``queries``), answer JSON. Nothing here writes
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,6 +40,10 @@ class WebContext:
     regulator_sha256: str
     network: str
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    # public answers (pool, hashrate, blocks) are the same for everyone: kept this long, so a
+    # crowd of visitors costs the database one read per URL every few seconds
+    cache_s: float = 5.0
+    cache: dict[str, tuple[float, Any]] = field(default_factory=dict)
 
 
 CTX = web.AppKey("ctx", WebContext)
@@ -50,6 +55,23 @@ def dumps(obj: Any) -> str:
 
 def ok(body: Any, status: int = 200) -> web.Response:
     return web.json_response(body, status=status, dumps=dumps)
+
+
+CACHE_KEYS = 1000
+
+
+async def cached(request: web.Request, read: Callable[[], Awaitable[Any]]) -> Any:
+    """``read()``'s answer for this URL, reused for ``cache_s`` seconds (public data only)."""
+    ctx = request.app[CTX]
+    key, now = request.path_qs, time.monotonic()
+    hit = ctx.cache.get(key)
+    if hit is not None and now - hit[0] < ctx.cache_s:
+        return hit[1]
+    body = await read()
+    if len(ctx.cache) >= CACHE_KEYS:
+        ctx.cache.clear()
+    ctx.cache[key] = (now, body)
+    return body
 
 
 def _bearer(request: web.Request) -> str | None:
@@ -69,13 +91,15 @@ def _unauthorized(detail: str) -> web.Response:
 async def pool(request: web.Request) -> web.Response:
     params.known_only(request.query, ())
     ctx = request.app[CTX]
-    body = await queries.pool_stats(
-        ctx.engine, ctx.clock(), window_s=ctx.config.hashrate_window_s, pplns_k=ctx.pplns_k,
-        default_fee_bps=ctx.default_fee_bps, figures=ctx.figures(),
-    )  # fmt: skip
-    body["name"] = ctx.pool_name
-    body["languages"] = list(ctx.config.languages)
-    return ok(body)
+
+    async def read() -> dict[str, Any]:
+        body = await queries.pool_stats(
+            ctx.engine, ctx.clock(), window_s=ctx.config.hashrate_window_s,
+            pplns_k=ctx.pplns_k, default_fee_bps=ctx.default_fee_bps, figures=ctx.figures(),
+        )  # fmt: skip
+        return {**body, "name": ctx.pool_name, "languages": list(ctx.config.languages)}
+
+    return ok(await cached(request, read))
 
 
 async def pool_hashrate(request: web.Request) -> web.Response:
@@ -83,19 +107,26 @@ async def pool_hashrate(request: web.Request) -> web.Response:
     hours = params.integer(request.query, "hours", 24, 1, 168)
     ctx = request.app[CTX]
     bucket = max(300, hours * 3600 // 96)  # ~96 points, at least 5 minutes each
-    end = ctx.clock()
-    end_b = (int(end.timestamp()) // bucket + 1) * bucket  # include the current bucket
-    end_at = datetime.fromtimestamp(end_b, UTC)
-    start = end_at - timedelta(hours=hours)
-    points = await queries.hashrate_history(ctx.engine, start, end_at, bucket)
-    return ok({"bucket_s": bucket, "points": points})
+
+    async def read() -> dict[str, Any]:
+        end_b = (int(ctx.clock().timestamp()) // bucket + 1) * bucket  # the current bucket too
+        end_at = datetime.fromtimestamp(end_b, UTC)
+        start = end_at - timedelta(hours=hours)
+        points = await queries.hashrate_history(ctx.engine, start, end_at, bucket)
+        return {"bucket_s": bucket, "points": points}
+
+    return ok(await cached(request, read))
 
 
 async def blocks(request: web.Request) -> web.Response:
     params.known_only(request.query, ("limit", "cursor"))
     limit, cursor = params.limit(request.query), params.cursor(request.query)
-    items, nxt = await queries.blocks_page(request.app[CTX].engine, limit, cursor)
-    return ok({"items": items, "next_cursor": None if nxt is None else str(nxt)})
+
+    async def read() -> dict[str, Any]:
+        items, nxt = await queries.blocks_page(request.app[CTX].engine, limit, cursor)
+        return {"items": items, "next_cursor": None if nxt is None else str(nxt)}
+
+    return ok(await cached(request, read))
 
 
 def account_route(handler: Callable[[web.Request, str], Awaitable[web.Response]]) -> Handler:

@@ -1,4 +1,6 @@
-"""Web API (issue 16): ``web_tokens``, the miners' read tokens (SHA-256 only, never the token).
+"""Web API (issue 16): ``web_tokens``, the miners' read tokens (SHA-256 only, never the token),
+and an index on ``shares (account, created_at)`` for one miner's recent shares (the page's
+workers, the regulator's hashrate history).
 
 Revision ID: 0009_web_tokens
 Revises: 0008_instance_leases
@@ -33,8 +35,11 @@ def upgrade() -> None:
         sa.UniqueConstraint("token_sha256", name=op.f("uq_web_tokens_token_sha256")),
     )
     op.create_index(op.f("ix_web_tokens_account"), "web_tokens", ["account"], unique=False)
+    op.create_index("ix_shares_account_created_at", "shares", ["account", "created_at"],
+                    unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_shares_account_created_at", table_name="shares")
     op.drop_index(op.f("ix_web_tokens_account"), table_name="web_tokens")
     op.drop_table("web_tokens")
