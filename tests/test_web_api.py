@@ -384,3 +384,13 @@ async def test_public_answers_are_reused_for_a_few_seconds(engine):
         await server.stop()
     assert first["blocks_found"] == cached["blocks_found"] == 0
     assert fresh["blocks_found"] == 1 and fresh["last_blocks"][0]["height"] == 7
+
+
+def test_rate_limit_key_groups_an_ipv6_subscriber_network():
+    from poolserver.web.app import bucket_key
+
+    assert bucket_key("2001:db8:1:2:aaaa::1") == bucket_key("2001:db8:1:2:bbbb::9")
+    assert bucket_key("2001:db8:1:2::1") == "2001:db8:1:2::/64"
+    assert bucket_key("2001:db8:1:3::1") != bucket_key("2001:db8:1:2::1")
+    assert bucket_key("::ffff:203.0.113.5") == "203.0.113.5" == bucket_key("203.0.113.5")
+    assert bucket_key("unknown") == "unknown"

@@ -79,6 +79,18 @@ def client_ip(request: web.Request, proxies: frozenset[str]) -> str:
     return peer
 
 
+def bucket_key(ip: str) -> str:
+    """The rate limit's key: an IPv4 address, or an IPv6 address's /64 (one subscriber's
+    network: rotating addresses inside it must not multiply the allowance)."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if addr.version == 6 and addr.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{addr}/64", strict=False))
+    return str(addr.ipv4_mapped or addr) if addr.version == 6 else str(addr)
+
+
 def _route_label(request: web.Request) -> str:
     info = request.match_info
     if info.http_exception is not None or info.route.resource is None:
@@ -136,7 +148,8 @@ async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
 @web.middleware
 async def limit(request: web.Request, handler: Any) -> web.StreamResponse:
     limiter = request.app[LIMITER]
-    wait = limiter.take(client_ip(request, request.app[PROXIES]), request.app[CLOCK]())
+    key = bucket_key(client_ip(request, request.app[PROXIES]))
+    wait = limiter.take(key, request.app[CLOCK]())
     if wait is not None:
         request.app[STATS].rate_limited += 1
         resp = _error(429, "rate_limited", "too many requests from this address; slow down")
