@@ -175,6 +175,10 @@ class PoolApp:
         from poolserver.report_deadline import check_reports_config
 
         check_reports_config(cfg.reports)
+        if cfg.web.enabled:
+            from poolserver.web import check_web_config
+
+            check_web_config(cfg.web)
         data = cfg.data_path
         data.mkdir(parents=True, exist_ok=True)
         from poolserver.bitcoin import template_feed

@@ -394,3 +394,17 @@ def test_rate_limit_key_groups_an_ipv6_subscriber_network():
     assert bucket_key("2001:db8:1:3::1") != bucket_key("2001:db8:1:2::1")
     assert bucket_key("::ffff:203.0.113.5") == "203.0.113.5" == bucket_key("203.0.113.5")
     assert bucket_key("unknown") == "unknown"
+
+
+async def test_a_taken_port_is_refused_naming_the_option(engine):
+    ctx = web_context(config_from_dict({"web": {"port": 0}}), engine,
+                      lambda: PoolFigures(1.0, 1))  # fmt: skip
+    first = WebServer(ctx, WebStats())
+    _, port = await first.start()
+    try:
+        ctx.config.port = port
+        taken = rf"web: cannot listen on 127\.0\.0\.1:{port} .*\[web\]"
+        with pytest.raises(ValueError, match=taken):
+            await WebServer(ctx, WebStats()).start()
+    finally:
+        await first.stop()

@@ -211,7 +211,13 @@ class WebServer:
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.host, cfg.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            reason = exc.strerror or exc
+            raise ValueError(f"web: cannot listen on {cfg.host}:{cfg.port} ({reason}); "
+                             "set [web].port, or [web].enabled = false") from None
         server = site._server
         sock = server.sockets[0] if server is not None and server.sockets else None
         self.address = sock.getsockname()[:2] if sock is not None else (cfg.host, cfg.port)
