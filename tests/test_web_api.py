@@ -148,8 +148,12 @@ async def test_api_on_a_pool_with_real_data(db_url, engine, tmp_path):
         assert by["alice"]["distributions"] == 2
         assert by["alice"]["net_sats"] == a1.lines[0].net_sats + a2.lines[0].net_sats
         assert by["carol"]["license"]["state"] == "none" and len(by["carol"]["iin_bin"]) == 12
-        one_miner = await get_ok(base, f"/api/v1/regulator/miners/alice?{today_range()}",
-                                 "/api/v1/regulator/miners/{account}", REGULATOR_TOKEN)
+        one_miner = await get_ok(
+            base,
+            f"/api/v1/regulator/miners/alice?{today_range()}",
+            "/api/v1/regulator/miners/{account}",
+            REGULATOR_TOKEN,
+        )
         hist = one_miner["hashrate_history"]
         assert len(hist) == 48 and sum(h["shares"] for h in hist) == 2  # 2 days, hourly
         assert sum(Fraction(h["hashrate_hs"]) * 3600 for h in hist) / 2**32 == pytest.approx(
@@ -254,8 +258,9 @@ async def test_behind_a_trusted_proxy_each_client_has_its_own_bucket(served):
     assert (await fetch(base, "/api/v1/blocks", headers=a))[0] == 200
     assert (await fetch(base, "/api/v1/blocks", headers=a))[0] == 429
     assert (await fetch(base, "/api/v1/blocks", headers=b))[0] == 200
-    assert (await fetch(base, "/api/v1/blocks",
-                        headers={"X-Forwarded-For": "10.0.0.1, 198.51.100.8"}))[0] == 429
+    assert (
+        await fetch(base, "/api/v1/blocks", headers={"X-Forwarded-For": "10.0.0.1, 198.51.100.8"})
+    )[0] == 429
 
 
 async def test_an_unexpected_error_is_a_bare_json_500_logged_server_side(served, caplog):
@@ -351,10 +356,15 @@ async def test_hashrate_buckets_are_grouped_in_the_database(engine, tmp_path):
         rows = (await conn.execute(share_buckets(engine, start, start + timedelta(hours=1),
                                                  300))).all()  # fmt: skip
     assert sorted((int(b), float(d), n) for b, d, n in rows) == [
-        (int(start.timestamp()) // 300, 10.0, 20), (int(start.timestamp()) // 300 + 1, 2.0, 8)]
+        (int(start.timestamp()) // 300, 10.0, 20),
+        (int(start.timestamp()) // 300 + 1, 2.0, 8),
+    ]
     history = await hashrate_history(engine, start, start + timedelta(minutes=15), 300)
     assert [(p["start"], p["shares"]) for p in history] == [
-        ("2026-11-30T10:00:00Z", 20), ("2026-11-30T10:05:00Z", 8), ("2026-11-30T10:10:00Z", 0)]
+        ("2026-11-30T10:00:00Z", 20),
+        ("2026-11-30T10:05:00Z", 8),
+        ("2026-11-30T10:10:00Z", 0),
+    ]
     assert history[0]["hashrate_hs"] == 10.0 * 2**32 / 300
     only_bob = await hashrate_history(engine, start, start + timedelta(minutes=10), 300, "bob")
     assert [p["shares"] for p in only_bob] == [0, 8]

@@ -64,8 +64,10 @@ async def _issue(engine: Any, config: Any, args: argparse.Namespace) -> int:
         return 2
     token = await WebTokens(engine).issue(name, args.note)
     print(f"read token for {name} (shown once; only its hash is stored):\n{token}")
-    print(f"the miner opens the pool page (e.g. http://{config.web.host}:{config.web.port}/ "
-          "behind your TLS proxy) and enters the account and this token")
+    print(
+        f"the miner opens the pool page (e.g. http://{config.web.host}:{config.web.port}/ "
+        "behind your TLS proxy) and enters the account and this token"
+    )
     return 0
 
 
@@ -73,8 +75,11 @@ async def _revoke(engine: Any, config: Any, args: argparse.Namespace) -> int:
     from poolserver.web.tokens import WebTokens
 
     n = await WebTokens(engine).revoke(args.account, args.id)
-    print(f"revoked {n} token(s) of {args.account}" if n else
-          f"{args.account} has no live token{'' if args.id is None else f' with id {args.id}'}")
+    print(
+        f"revoked {n} token(s) of {args.account}"
+        if n
+        else f"{args.account} has no live token{'' if args.id is None else f' with id {args.id}'}"
+    )
     return 0 if n else 1
 
 
@@ -83,8 +88,10 @@ async def _list(engine: Any, config: Any, args: argparse.Namespace) -> int:
 
     print("id\taccount\tprefix\tnote\tissued_utc+5\trevoked_utc+5")
     for t in await WebTokens(engine).list(args.account):
-        print(f"{t.id}\t{t.account}\t{t.prefix}…\t{t.note or '-'}\t{show(t.created_at)}\t"
-              f"{show(t.revoked_at) if t.revoked_at else '-'}")
+        print(
+            f"{t.id}\t{t.account}\t{t.prefix}…\t{t.note or '-'}\t{show(t.created_at)}\t"
+            f"{show(t.revoked_at) if t.revoked_at else '-'}"
+        )
     return 0
 
 

@@ -102,8 +102,7 @@ class WebPage:
 
 
 def web_line(web: WebPage) -> str:
-    return (f"demo: web page {web.url} — look up account {web.account} with read token "
-            f"{web.token}")
+    return f"demo: web page {web.url} — look up account {web.account} with read token {web.token}"
 
 
 @dataclass

@@ -216,8 +216,10 @@ class WebServer:
         except OSError as exc:
             await self._runner.cleanup()
             reason = exc.strerror or exc
-            raise ValueError(f"web: cannot listen on {cfg.host}:{cfg.port} ({reason}); "
-                             "set [web].port, or [web].enabled = false") from None
+            raise ValueError(
+                f"web: cannot listen on {cfg.host}:{cfg.port} ({reason}); "
+                "set [web].port, or [web].enabled = false"
+            ) from None
         server = site._server
         sock = server.sockets[0] if server is not None and server.sockets else None
         self.address = sock.getsockname()[:2] if sock is not None else (cfg.host, cfg.port)

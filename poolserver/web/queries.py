@@ -417,4 +417,3 @@ async def workers_in_range(
 async def registered_accounts(engine: AsyncEngine) -> list[str]:
     async with engine.connect() as conn:
         return [a for (a,) in (await conn.execute(select(Miner.account).order_by(Miner.account)))]
-

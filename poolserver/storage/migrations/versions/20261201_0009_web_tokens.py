@@ -23,8 +23,12 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table(
         "web_tokens",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True,
-                  nullable=False),
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
         sa.Column("account", sa.String(length=128), nullable=False),
         sa.Column("token_sha256", sa.String(length=64), nullable=False),
         sa.Column("prefix", sa.String(length=16), nullable=False),
@@ -35,8 +39,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("token_sha256", name=op.f("uq_web_tokens_token_sha256")),
     )
     op.create_index(op.f("ix_web_tokens_account"), "web_tokens", ["account"], unique=False)
-    op.create_index("ix_shares_account_created_at", "shares", ["account", "created_at"],
-                    unique=False)
+    op.create_index(
+        "ix_shares_account_created_at", "shares", ["account", "created_at"], unique=False
+    )
 
 
 def downgrade() -> None:
