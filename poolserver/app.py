@@ -275,10 +275,14 @@ class PoolApp:
         if cfg.metrics.enabled:
             self._start_metrics()
         log.info(
-            "qazpool started: stratum on %s, metrics on %s, data in %s, hash core %s",
+            "qazpool started: stratum on %s, metrics on %s, web page on %s, data in %s, "
+            "hash core %s",
             ", ".join(f"stratum+tcp://{h}:{p}" for h, p in self.stratum_addresses),
             f"http://{self.metrics_address[0]}:{self.metrics_address[1]}/metrics"
             if self.metrics_address
+            else "(disabled)",
+            f"http://{self.web_address[0]}:{self.web_address[1]}/"
+            if self.web_address
             else "(disabled)",
             data.resolve(),
             hashcore.backend(),
