@@ -216,8 +216,9 @@ async def served(engine: Any) -> AsyncIterator[Any]:
 )
 async def test_bad_parameters_are_422_naming_the_field(served, path, field):
     base = await served(regulator_token_sha256=hashlib.sha256(b"qzr_x").hexdigest())
-    status, body, _ = await fetch(base, path, "qzr_x")
+    status, body, headers = await fetch(base, path, "qzr_x")
     assert status == 422, body
+    assert headers["X-Content-Type-Options"] == "nosniff"  # errors carry the headers too
     assert body["error"] == "invalid_parameter" and body["field"] == field
     assert body["detail"].startswith(f"{field}: ")
 
@@ -244,6 +245,7 @@ async def test_rate_limit_per_ip_answers_429_with_retry_after(served):
     assert statuses == [200, 200, 200]
     status, body, headers = await fetch(base, "/api/v1/blocks")
     assert status == 429 and body["error"] == "rate_limited"
+    assert headers["Content-Security-Policy"].startswith("default-src 'self'")
     assert 1 <= int(headers["Retry-After"]) <= 60
     # X-Forwarded-For from a peer that is not a trusted proxy changes nothing
     spoofed = await fetch(base, "/api/v1/blocks", headers={"X-Forwarded-For": "203.0.113.9"})

@@ -3,12 +3,13 @@
 Middlewares, outermost first:
 
 - ``observe``: counts every request by route template and status class, times it (metrics);
+- ``headers``: security headers on every answer, errors included (CSP with no external
+  source, no sniffing, no framing, no referrer) and ``Cache-Control: no-store`` on
+  token-protected data;
 - ``guard``: any exception becomes a JSON answer without details: ``ParamError`` → 422 naming
   the field, an HTTP error → its status, a database outage → 503, anything else → 500 (the
   traceback goes to the pool's log, never to the client);
-- ``limit``: per client IP token bucket → 429 with Retry-After;
-- ``headers``: security headers on every answer (CSP with no external source, no sniffing, no
-  framing, no referrer) and ``Cache-Control: no-store`` on token-protected data.
+- ``limit``: per client IP token bucket → 429 with Retry-After.
 """
 
 from __future__ import annotations
@@ -181,7 +182,7 @@ async def index(request: web.Request) -> web.FileResponse:
 def make_app(ctx: WebContext, stats: WebStats | None = None,
              monotonic: Callable[[], float] = time.monotonic) -> web.Application:  # fmt: skip
     cfg = ctx.config
-    app = web.Application(middlewares=[observe, guard, limit, headers],
+    app = web.Application(middlewares=[observe, headers, guard, limit],
                           client_max_size=16 * 1024)  # fmt: skip
     app[CTX] = ctx
     app[STATS] = stats or WebStats()
