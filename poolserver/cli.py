@@ -21,6 +21,7 @@ COMMANDS = [
     "payouts",
     "rates",
     "report",
+    "security-suite",
 ]
 
 
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="FILE", help="TOML config (default: embedded defaults)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"poolserver.commands.{name}").register(sub)
+        importlib.import_module(f"poolserver.commands.{name.replace('-', '_')}").register(sub)
     return parser
 
 
