@@ -157,6 +157,30 @@ def no_version_mask() -> None:
     session._HANDLERS["mining.configure"] = _configure
 
 
+def ignore_outside_bits() -> None:
+    """Version bits outside the mask are neither refused nor hashed (dropped silently)."""
+    from stratum import server
+
+    precheck = server.precheck
+
+    def lenient(params: Any, **kw: Any) -> Any:
+        result = precheck(params, **kw)
+        if getattr(result, "reject", None) is not None and result.reject.label == "version_mask":
+            result.reject = None
+            result.hash_mask = kw["version_mask"]
+        return result
+
+    server.precheck = lenient
+
+
+def lenient_hex() -> None:
+    """ntime/nonce/version bits of any length are read as numbers (leading zeros allowed)."""
+    from stratum import validate
+
+    validate._hexu32 = re.compile(r"[0-9a-fA-F]{1,16}").fullmatch
+    _clear_rejects("bad_nonce", "bad_ntime", "bad_version_bits")
+
+
 def no_diff_check() -> None:
     """Every hash counts as a share (the difficulty check is gone)."""
     from stratum import server, validate
@@ -228,7 +252,7 @@ def lenient_names() -> None:
     """Any string is a worker name."""
     from stratum import session
 
-    session._ACCOUNT_RE = re.compile(r"(?s).{1,100000}")
+    session._ACCOUNT_RE = re.compile(r"(?s).{0,100000}")
     session._WORKER_RE = re.compile(r"(?s).{0,100000}")
 
     from poolserver.register import names
@@ -302,7 +326,7 @@ WEAKENINGS: dict[str, Callable[[], None]] = {
     f.__name__: f
     for f in (no_line_limit, lenient_framing, no_timeouts, no_write_limit, no_conn_cap, no_bans,
               no_flood_limit, no_auth_check, lenient_jobs, no_en2_check, no_ntime_check,
-              no_version_mask, no_diff_check, no_diff_clamp, no_dedup, no_resume_check,
+              no_version_mask, ignore_outside_bits, lenient_hex, no_diff_check, no_diff_clamp, no_dedup, no_resume_check,
               lenient_names, no_enforce, leaky_metrics, extra_listener)
 }
 
