@@ -326,7 +326,8 @@ WEAKENINGS: dict[str, Callable[[], None]] = {
     f.__name__: f
     for f in (no_line_limit, lenient_framing, no_timeouts, no_write_limit, no_conn_cap, no_bans,
               no_flood_limit, no_auth_check, lenient_jobs, no_en2_check, no_ntime_check,
-              no_version_mask, ignore_outside_bits, lenient_hex, no_diff_check, no_diff_clamp, no_dedup, no_resume_check,
+              no_version_mask, ignore_outside_bits, lenient_hex, no_diff_check, no_diff_clamp,
+              no_dedup, no_resume_check,
               lenient_names, no_enforce, leaky_metrics, extra_listener)
 }
 

@@ -44,8 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="run only these families or case ids")
     p.add_argument("--quick", action="store_true", help="the quick subset")
     p.add_argument("--pid", type=int, help="the pool's pid (default: found from the socket)")
-    p.add_argument("--honest-rate", type=float, default=25.0,
-                   help="shares/s each of the two honest miners submits (default 25)")
+    p.add_argument("--honest-rate", type=float, default=10.0,
+                   help="shares/s each of the two honest miners submits (default 10)")
     p.add_argument("--list", action="store_true", help="list the cases and exit")
     p.add_argument("--i-am-authorized", action="store_true",
                    help="confirm written authorization to attack a non-loopback target")

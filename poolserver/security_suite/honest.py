@@ -19,13 +19,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from poolserver.security_suite.wire import Conn
+from poolserver.security_suite.wire import Conn, Share
 
 REPORT_S = 0.1
 
 
 @dataclass
 class Counts:
+    submitted: int = 0
     acked: int = 0
     rejected: int = 0
     connects: int = 0
@@ -57,14 +58,15 @@ async def mine(host: str, port: int, source: str, worker: str, rate: float,
                     continue
                 share = await asyncio.to_thread(conn.grind, job)
 
-                async def send(job_id: str = job.job_id, share: object = share) -> None:
-                    r = await conn.request("mining.submit",
-                                           share.params(worker, job_id))  # type: ignore[attr-defined]
+                async def send(conn: Conn = conn, job_id: str = job.job_id,
+                               share: Share = share) -> None:  # fmt: skip
+                    r = await conn.request("mining.submit", share.params(worker, job_id))
                     if r.ok:
                         counts.acked += 1
                     else:
                         counts.rejected += 1
 
+                counts.submitted += 1
                 t = asyncio.create_task(send())
                 tasks.add(t)
                 t.add_done_callback(tasks.discard)
@@ -85,7 +87,8 @@ async def main_async(args: argparse.Namespace) -> None:
               for w in workers]  # fmt: skip
     try:
         while True:
-            print(json.dumps({"t": time.time(), "acked": counts.acked,
+            print(json.dumps({"t": time.time(), "submitted": counts.submitted,
+                              "acked": counts.acked,
                               "rejected": counts.rejected, "connects": counts.connects,
                               "refused": counts.refused}), flush=True)  # fmt: skip
             await asyncio.sleep(REPORT_S)
@@ -118,6 +121,7 @@ class HonestFleet:
     proc: asyncio.subprocess.Process | None = None
     times: list[float] = field(default_factory=list)
     acked: list[int] = field(default_factory=list)
+    submitted: list[int] = field(default_factory=list)
     last: dict[str, object] = field(default_factory=dict)
     _reader: asyncio.Task[None] | None = None
 
@@ -139,20 +143,19 @@ class HonestFleet:
             self.last = doc
             self.times.append(float(doc["t"]))
             self.acked.append(int(doc["acked"]))
+            self.submitted.append(int(doc["submitted"]))
 
-    def acked_at(self, t: float) -> int:
-        """Acked shares reported at or before unix time ``t``."""
-        i = bisect.bisect_right(self.times, t)
-        return self.acked[i - 1] if i else 0
-
-    def rate_between(self, t0: float, t1: float) -> float:
-        """Accepted shares per second over the reports that bracket [t0, t1] (the last at or
-        before ``t0``, the first at or after ``t1``), by their own timestamps."""
+    def rates_between(self, t0: float, t1: float) -> tuple[float, float]:
+        """(accepted, submitted) shares per second over the reports that bracket [t0, t1]
+        (the last at or before ``t0``, the first at or after ``t1``), by their own
+        timestamps."""
         i0 = max(bisect.bisect_right(self.times, t0) - 1, 0)
         i1 = min(bisect.bisect_left(self.times, t1), len(self.times) - 1)
         if i1 <= i0:
-            return 0.0
-        return (self.acked[i1] - self.acked[i0]) / (self.times[i1] - self.times[i0])
+            return 0.0, 0.0
+        dt = self.times[i1] - self.times[i0]
+        return ((self.acked[i1] - self.acked[i0]) / dt,
+                (self.submitted[i1] - self.submitted[i0]) / dt)
 
     async def reported_after(self, t: float, timeout: float = 5.0) -> bool:
         """Wait until a report newer than unix time ``t`` has been read."""

@@ -36,6 +36,7 @@ class Limits:
 @dataclass
 class Baseline:
     honest_rate: float = 0.0  # accepted shares per second before the attacks
+    honest_offered: float = 0.0  # shares per second the honest miners submitted then
     honest_start: int = 0  # the honest account's journaled shares before the fleet started
     rss: int = 0
     notes: list[str] = field(default_factory=list)
@@ -70,9 +71,10 @@ async def measure_baseline(ctx: Context, seconds: float) -> Baseline:
     await asyncio.sleep(seconds)
     t1 = time.time()
     await fleet.reported_after(t1)
-    base.honest_rate = fleet.rate_between(t0, t1)
+    base.honest_rate, base.honest_offered = fleet.rates_between(t0, t1)
     base.notes.append(f"honest miners: {len(fleet.workers)} x {fleet.rate:g} shares/s paced, "
-                      f"{base.honest_rate:.1f} accepted/s measured over {seconds:g} s")
+                      f"{base.honest_offered:.1f} submitted/s and {base.honest_rate:.1f} "
+                      f"accepted/s measured over {seconds:g} s before the attacks")
     return base
 
 
@@ -118,13 +120,21 @@ async def run_case(ctx: Context, case: Case, base: Baseline, limits: Limits) -> 
     if fleet is not None:
         if not await fleet.reported_after(t1):
             obs.fact(f"the honest miners' process stopped reporting: {fleet.last}")
-        rate = fleet.rate_between(t0, t1)
+        rate, offered = fleet.rates_between(t0, t1)
         ratio = rate / base.honest_rate if base.honest_rate else 0.0
+        # The honest miners run on the tester's (the pool's) host: when that host's CPU is
+        # short they submit less. The pool is judged on what they offered: its acceptance
+        # per submitted share against the same figure before the attacks.
+        offered_ratio = offered / base.honest_offered if base.honest_offered else 0.0
+        kept = ratio / min(1.0, offered_ratio) if offered_ratio > 0 else 0.0
         checks["honest_rate"] = round(rate, 2)
+        checks["honest_submitted_rate"] = round(offered, 2)
         checks["honest_ratio"] = round(ratio, 3)
-        obs.require(ratio >= limits.honest_ratio,
-                    f"honest miners accepted {rate:.1f} shares/s during the case, "
-                    f"{ratio:.0%} of {base.honest_rate:.1f}/s before the attacks")
+        checks["honest_kept"] = round(kept, 3)
+        obs.require(kept >= limits.honest_ratio,
+                    f"honest miners: {rate:.1f} accepted/s of {offered:.1f} submitted/s during "
+                    f"the case, against {base.honest_rate:.1f} of {base.honest_offered:.1f}/s "
+                    f"before the attacks: {kept:.0%} kept")
         acked = fleet.total_acked
         journaled = await ctx.shares_of(ctx.ids.honest) - base.honest_start
         checks["honest_acked"], checks["honest_journaled"] = acked, journaled

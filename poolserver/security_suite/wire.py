@@ -327,23 +327,29 @@ class Conn:
 def grind(job: Job, extranonce1: bytes, extranonce2: bytes, difficulty: float, mask: int, *,
           want_share: bool = True, version_bits: int | None = None, ntime: int | None = None,
           max_tries: int = 4_000_000) -> Share:  # fmt: skip
-    share_target = hashcore.target_bytes(target_from_difficulty(difficulty))
-    network_target = hashcore.target_bytes(target_from_nbits(job.nbits))
+    """Header prefix built once (merkle root through the hash core), then nonces hashed in
+    batches with ``sha256d_many`` and compared with the share target."""
+    target = target_from_difficulty(difficulty)
     vb = version_bits if version_bits is not None else 0
+    outside = vb & ~mask & 0xFFFFFFFF
+    hash_mask = mask | outside  # as the pool hashes it (bits outside the mask as sent)
+    version = (job.version & ~hash_mask & 0xFFFFFFFF) | (vb & hash_mask)
     t = job.ntime if ntime is None else ntime
+    root = hashcore.merkle_root(job.coinb1 + extranonce1 + extranonce2 + job.coinb2, job.branch)
+    prefix = (version.to_bytes(4, "little") + job.prevhash + root + t.to_bytes(4, "little")
+              + job.nbits.to_bytes(4, "little"))  # fmt: skip
     start = int.from_bytes(os.urandom(4), "little")
-    batch = 1024
+    batch = 2048
+    from_bytes = int.from_bytes
     for base in range(0, max_tries, batch):
-        items = [(job.coinb1, extranonce1, extranonce2, job.coinb2, job.branch, job.version,
-                  job.prevhash, t, job.nbits, (start + base + i) & 0xFFFFFFFF, share_target,
-                  network_target, vb, mask) for i in range(batch)]  # fmt: skip
-        for i, (h, meets, _block) in enumerate(hashcore.check_shares(items)):
-            if meets == want_share:
-                nonce = (start + base + i) & 0xFFFFFFFF
+        nonces = [(start + base + i) & 0xFFFFFFFF for i in range(batch)]
+        hashes = hashcore.sha256d_many([prefix + n.to_bytes(4, "little") for n in nonces])
+        for nonce, h in zip(nonces, hashes, strict=True):
+            ok = from_bytes(h, "little") <= target
+            if ok == want_share:
                 return Share(extranonce2.hex(), f"{t:08x}", f"{nonce:08x}",
-                             f"{vb:08x}" if version_bits is not None else None, h, meets)
+                             f"{vb:08x}" if version_bits is not None else None, h, ok)
     raise RuntimeError(f"no nonce found in {max_tries} tries at difficulty {difficulty}")
-
 
 def meets(job: Job, extranonce1: bytes, share: Share, difficulty: float, mask: int) -> bool:
     """Whether ``share`` (its extranonce2, ntime, nonce, version bits) meets the share target

@@ -56,7 +56,7 @@ def _secrets(ctx: Context) -> dict[str, str]:
 
 
 def _scrape(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - the tester's URL
+    with urllib.request.urlopen(url, timeout=10) as resp:
         return resp.read().decode(errors="replace")
 
 

@@ -143,7 +143,7 @@ async def cr06(ctx: Context, obs: Observation) -> None:
         assert c.job is not None
         ids = {str(n["params"][0]) for n in c.notes if n.get("method") == "mining.notify"}
         ids.discard(c.job.job_id)
-        for job_id in sorted(ids)[:5] + ["ffffffff"]:
+        for job_id in [*sorted(ids)[:5], "ffffffff"]:
             await _again(ctx, obs, c, s.params(ctx.worker(), job_id),
                          f"resubmission under job {job_id}", s)  # fmt: skip
     finally:
@@ -205,7 +205,7 @@ async def cr09(ctx: Context, obs: Observation) -> None:
 
 async def _suspension_reset(ctx: Context, obs: Observation) -> None:
     """Lift a suspension a previous, interrupted run may have left (through the CLI)."""
-    rc, out = await ctx.cli("licenses", "lift", ctx.ids.license_of(ctx.ids.suspend),
+    rc, _ = await ctx.cli("licenses", "lift", ctx.ids.license_of(ctx.ids.suspend),
                             "--who", "security-suite")  # fmt: skip
     if rc == 0:
         obs.fact("lifted a suspension left by an earlier run")

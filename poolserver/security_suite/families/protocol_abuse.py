@@ -99,9 +99,15 @@ async def pa04(ctx: Context, obs: Observation) -> None:
             if c.job is not None and c.job.prevhash != old.prevhash:
                 break
             if job is None and c.job is not None and c.job.prevhash == old.prevhash:
-                block = await asyncio.to_thread(
-                    c.grind, c.job, difficulty=_network_difficulty(c.job), max_tries=1 << 21)
-                r = await c.submit(ctx.worker(), c.job, block)
+                cur = c.job
+                try:
+                    block = await asyncio.to_thread(
+                        c.grind, cur, difficulty=_network_difficulty(cur), max_tries=1 << 21)
+                except RuntimeError:  # no solve in this stretch of nonces: wait or try again
+                    continue
+                if c.job.prevhash != old.prevhash:
+                    break
+                r = await c.submit(ctx.worker(), cur, block)
                 if r.ok:
                     obs.credited_allowed += 1
                     obs.fact("mined a block on the current job to replace it")
