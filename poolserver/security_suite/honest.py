@@ -3,9 +3,12 @@ paced to a fixed share rate, from 127.0.0.1 while the attacks come from other ad
 
 Run as its own process (``python -m poolserver.security_suite.honest``) so an attack that
 loads the tester's event loop cannot slow the honest side down: the pool alone decides how
-many of their shares it accepts. It prints one JSON line every ``REPORT_S`` seconds:
-``{"t": unix time, "acked": n, "rejected": n, "connects": n, "refused": "..."}``.
-``HonestFleet`` starts it and reads those lines.
+many of their shares it accepts, and how fast. It prints JSON lines: a heartbeat
+``{"t": unix time, "connects": n, "refused": "..."}`` every ``REPORT_S`` seconds, one line per
+share as it is sent, ``{"q": id, "s": unix time}``, and one when its reply arrives, ``{"r": id,
+"ok": accepted, "lat": seconds to the reply}``. ``HonestFleet`` starts it and judges windows by
+the time a share was *sent*, so a reply's latency never moves a share into another case's
+window; a share counts as kept only if accepted within ``MAX_ACK_S``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import argparse
 import asyncio
 import bisect
 import contextlib
+import itertools
 import json
 import sys
 import time
@@ -22,20 +26,24 @@ from dataclasses import dataclass, field
 from poolserver.security_suite.wire import Conn, Share
 
 REPORT_S = 0.1
+MAX_ACK_S = 2.0  # an honest share counts as kept only if accepted within this many seconds
 
 
 @dataclass
 class Counts:
-    submitted: int = 0
-    acked: int = 0
-    rejected: int = 0
     connects: int = 0
     refused: str = ""
+    ids: itertools.count = field(default_factory=itertools.count)
+
+
+def _emit(doc: dict[str, object]) -> None:
+    print(json.dumps(doc), flush=True)
 
 
 async def mine(host: str, port: int, source: str, worker: str, rate: float,
                counts: Counts) -> None:  # fmt: skip
     period = 1.0 / rate
+    tasks: set[asyncio.Task[None]] = set()
     while True:
         try:
             conn = await Conn.open(host, port, source)
@@ -49,7 +57,6 @@ async def mine(host: str, port: int, source: str, worker: str, rate: float,
                 counts.refused = reply.describe()
                 await asyncio.sleep(1.0)
                 continue
-            tasks: set[asyncio.Task[None]] = set()
             next_at = time.monotonic()
             while not conn.closed:
                 job = conn.job
@@ -60,13 +67,13 @@ async def mine(host: str, port: int, source: str, worker: str, rate: float,
 
                 async def send(conn: Conn = conn, job_id: str = job.job_id,
                                share: Share = share) -> None:  # fmt: skip
-                    r = await conn.request("mining.submit", share.params(worker, job_id))
-                    if r.ok:
-                        counts.acked += 1
-                    else:
-                        counts.rejected += 1
+                    share_id = next(counts.ids)
+                    sent = time.time()
+                    _emit({"q": share_id, "s": sent})
+                    r = await conn.request("mining.submit", share.params(worker, job_id),
+                                           timeout=30.0)  # fmt: skip
+                    _emit({"r": share_id, "ok": r.ok, "lat": round(time.time() - sent, 4)})
 
-                counts.submitted += 1
                 t = asyncio.create_task(send())
                 tasks.add(t)
                 t.add_done_callback(tasks.discard)
@@ -87,10 +94,7 @@ async def main_async(args: argparse.Namespace) -> None:
               for w in workers]  # fmt: skip
     try:
         while True:
-            print(json.dumps({"t": time.time(), "submitted": counts.submitted,
-                              "acked": counts.acked,
-                              "rejected": counts.rejected, "connects": counts.connects,
-                              "refused": counts.refused}), flush=True)  # fmt: skip
+            _emit({"t": time.time(), "connects": counts.connects, "refused": counts.refused})
             await asyncio.sleep(REPORT_S)
     finally:
         for m in miners:
@@ -111,18 +115,39 @@ def main(argv: list[str] | None = None) -> int:
 
 
 @dataclass
+class Window:
+    sent: int  # honest shares sent in the window
+    kept: int  # of those, accepted within MAX_ACK_S
+    seconds: float
+    max_latency: float
+
+    @property
+    def fraction(self) -> float:
+        return self.kept / self.sent if self.sent else 0.0
+
+    @property
+    def sent_rate(self) -> float:
+        return self.sent / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def kept_rate(self) -> float:
+        return self.kept / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
 class HonestFleet:
-    """The honest miners' process and what it reported, as (unix time, acked) samples."""
+    """The honest miners' process and what it reported."""
 
     host: str
     port: int
     workers: list[str]
     rate: float
     proc: asyncio.subprocess.Process | None = None
-    times: list[float] = field(default_factory=list)
-    acked: list[int] = field(default_factory=list)
-    submitted: list[int] = field(default_factory=list)
+    heartbeat: float = 0.0
     last: dict[str, object] = field(default_factory=dict)
+    sent: list[tuple[float, int]] = field(default_factory=list)  # (send time, id), sorted
+    results: dict[int, tuple[bool, float]] = field(default_factory=dict)  # id -> (ok, latency)
+    acked_total: int = 0
     _reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -140,35 +165,38 @@ class HonestFleet:
                 doc = json.loads(line)
             except ValueError:
                 continue
-            self.last = doc
-            self.times.append(float(doc["t"]))
-            self.acked.append(int(doc["acked"]))
-            self.submitted.append(int(doc["submitted"]))
+            if "t" in doc:
+                self.heartbeat = float(doc["t"])
+                self.last = doc
+            elif "q" in doc:
+                bisect.insort(self.sent, (float(doc["s"]), int(doc["q"])))
+            elif "r" in doc:
+                ok = bool(doc["ok"])
+                self.results[int(doc["r"])] = (ok, float(doc["lat"]))
+                self.acked_total += ok
 
-    def rates_between(self, t0: float, t1: float) -> tuple[float, float]:
-        """(accepted, submitted) shares per second over the reports that bracket [t0, t1]
-        (the last at or before ``t0``, the first at or after ``t1``), by their own
-        timestamps."""
-        i0 = max(bisect.bisect_right(self.times, t0) - 1, 0)
-        i1 = min(bisect.bisect_left(self.times, t1), len(self.times) - 1)
-        if i1 <= i0:
-            return 0.0, 0.0
-        dt = self.times[i1] - self.times[i0]
-        return ((self.acked[i1] - self.acked[i0]) / dt,
-                (self.submitted[i1] - self.submitted[i0]) / dt)
-
-    async def reported_after(self, t: float, timeout: float = 5.0) -> bool:
-        """Wait until a report newer than unix time ``t`` has been read."""
-        deadline = time.monotonic() + timeout
-        while not (self.times and self.times[-1] >= t):
-            if time.monotonic() > deadline:
-                return False
+    async def settled(self, t: float) -> None:
+        """Wait until every share sent before ``t`` has its reply (at most until the latency
+        that still counts has passed) and a heartbeat after ``t`` was read."""
+        deadline = t + MAX_ACK_S + 0.5
+        while time.time() < deadline:
+            i = bisect.bisect_left(self.sent, (t, -1))
+            if self.heartbeat >= t and all(sid in self.results for _, sid in self.sent[:i][-200:]):
+                return
             await asyncio.sleep(0.05)
-        return True
+
+    def window(self, t0: float, t1: float) -> Window:
+        i0 = bisect.bisect_left(self.sent, (t0, -1))
+        i1 = bisect.bisect_left(self.sent, (t1, -1))
+        ids = [sid for _, sid in self.sent[i0:i1]]
+        outs = [self.results.get(sid, (False, float("inf"))) for sid in ids]
+        kept = sum(1 for ok, lat in outs if ok and lat <= MAX_ACK_S)
+        late = [lat for _, lat in outs]
+        return Window(len(ids), kept, t1 - t0, max(late, default=0.0))
 
     @property
     def total_acked(self) -> int:
-        return self.acked[-1] if self.acked else 0
+        return self.acked_total
 
     async def stop(self) -> None:
         if self.proc is not None and self.proc.returncode is None:

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from poolserver.security_suite.context import Context
+from poolserver.security_suite.honest import MAX_ACK_S
 from poolserver.security_suite.model import ERROR, FAILED, HELD, Case, Observation, Result
 
 MIB = 1 << 20
@@ -37,6 +38,7 @@ class Limits:
 class Baseline:
     honest_rate: float = 0.0  # accepted shares per second before the attacks
     honest_offered: float = 0.0  # shares per second the honest miners submitted then
+    honest_fraction: float = 0.0  # of their shares accepted within MAX_ACK_S then
     honest_start: int = 0  # the honest account's journaled shares before the fleet started
     rss: int = 0
     notes: list[str] = field(default_factory=list)
@@ -70,11 +72,13 @@ async def measure_baseline(ctx: Context, seconds: float) -> Baseline:
     t0 = time.time()
     await asyncio.sleep(seconds)
     t1 = time.time()
-    await fleet.reported_after(t1)
-    base.honest_rate, base.honest_offered = fleet.rates_between(t0, t1)
-    base.notes.append(f"honest miners: {len(fleet.workers)} x {fleet.rate:g} shares/s paced, "
-                      f"{base.honest_offered:.1f} submitted/s and {base.honest_rate:.1f} "
-                      f"accepted/s measured over {seconds:g} s before the attacks")
+    await fleet.settled(t1)
+    w = fleet.window(t0, t1)
+    base.honest_rate, base.honest_offered, base.honest_fraction = (
+        w.kept_rate, w.sent_rate, w.fraction)
+    base.notes.append(f"honest miners: {len(fleet.workers)} x {fleet.rate:g} shares/s paced; "
+                      f"before the attacks {w.sent_rate:.1f} sent/s, {w.kept_rate:.1f} "
+                      f"accepted/s within {MAX_ACK_S:g} s ({w.fraction:.1%}) over {seconds:g} s")
     return base
 
 
@@ -118,23 +122,22 @@ async def run_case(ctx: Context, case: Case, base: Baseline, limits: Limits) -> 
     # honest miners
     fleet = ctx.fleet
     if fleet is not None:
-        if not await fleet.reported_after(t1):
-            obs.fact(f"the honest miners' process stopped reporting: {fleet.last}")
-        rate, offered = fleet.rates_between(t0, t1)
-        ratio = rate / base.honest_rate if base.honest_rate else 0.0
-        # The honest miners run on the tester's (the pool's) host: when that host's CPU is
-        # short they submit less. The pool is judged on what they offered: its acceptance
-        # per submitted share against the same figure before the attacks.
-        offered_ratio = offered / base.honest_offered if base.honest_offered else 0.0
-        kept = ratio / min(1.0, offered_ratio) if offered_ratio > 0 else 0.0
-        checks["honest_rate"] = round(rate, 2)
-        checks["honest_submitted_rate"] = round(offered, 2)
-        checks["honest_ratio"] = round(ratio, 3)
+        await fleet.settled(t1)
+        w = fleet.window(t0, t1)
+        # Judged on what the honest miners sent (they share the host's CPU with the tester and
+        # the pool, so they may send less): the share of their shares accepted within
+        # MAX_ACK_S, against the same figure before the attacks.
+        kept = w.fraction / base.honest_fraction if base.honest_fraction else 0.0
+        checks["honest_sent"], checks["honest_accepted"] = w.sent, w.kept
         checks["honest_kept"] = round(kept, 3)
-        obs.require(kept >= limits.honest_ratio,
-                    f"honest miners: {rate:.1f} accepted/s of {offered:.1f} submitted/s during "
-                    f"the case, against {base.honest_rate:.1f} of {base.honest_offered:.1f}/s "
-                    f"before the attacks: {kept:.0%} kept")
+        checks["honest_max_latency_s"] = round(w.max_latency, 3)
+        checks["honest_sent_ratio"] = round(w.sent_rate / base.honest_offered, 3) \
+            if base.honest_offered else 0.0
+        obs.require(w.sent > 0 and kept >= limits.honest_ratio,
+                    f"honest miners: {w.kept} of {w.sent} shares sent during the case accepted "
+                    f"within {MAX_ACK_S:g} s ({w.fraction:.1%}; before the attacks "
+                    f"{base.honest_fraction:.1%}): {kept:.0%} kept, slowest reply "
+                    f"{w.max_latency:.2f} s")
         acked = fleet.total_acked
         journaled = await ctx.shares_of(ctx.ids.honest) - base.honest_start
         checks["honest_acked"], checks["honest_journaled"] = acked, journaled
