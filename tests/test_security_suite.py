@@ -49,6 +49,7 @@ DEFENCES: dict[str, tuple[str, ...]] = {
     "EX-06": ("no_bans",),
     "EX-07": ("no_timeouts",),
     "EX-08": ("no_flood_limit",),
+    "EX-09": ("no_fd_raise",),
     "CR-01": ("no_dedup",),
     "CR-02": ("no_dedup",),
     "CR-03": ("no_dedup",),

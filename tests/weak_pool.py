@@ -75,6 +75,17 @@ def no_flood_limit() -> None:
     session.MAX_WORKERS_PER_SESSION = 1 << 20
 
 
+def no_fd_raise() -> None:
+    """The pool keeps a low open-files limit (256) instead of raising it at startup."""
+    import resource
+
+    from poolserver import fdlimit
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    fdlimit.check_open_files_limit = lambda cap: 256
+
+
 def _settings_patch(**changes: Any) -> None:
     from poolserver import app
 
@@ -328,7 +339,7 @@ WEAKENINGS: dict[str, Callable[[], None]] = {
               no_flood_limit, no_auth_check, lenient_jobs, no_en2_check, no_ntime_check,
               no_version_mask, ignore_outside_bits, lenient_hex, no_diff_check, no_diff_clamp,
               no_dedup, no_resume_check,
-              lenient_names, no_enforce, leaky_metrics, extra_listener)
+              lenient_names, no_enforce, leaky_metrics, extra_listener, no_fd_raise)
 }
 
 

@@ -242,3 +242,28 @@ async def ex08(ctx: Context, obs: Observation) -> None:
         obs.require(ok <= 64, f"{ok} of 100 worker names authorized on one connection")
     finally:
         c.abort()
+
+
+def _open_files_limit(pid: int) -> int | None:
+    """The soft open-files limit of ``pid`` (None = unlimited)."""
+    with open(f"/proc/{pid}/limits") as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                value = line.split()[3]
+                return None if value == "unlimited" else int(value)
+    raise OSError(f"/proc/{pid}/limits has no open-files line")
+
+
+@case("EX-09", "File descriptors for a full per-IP flood", quick=True,
+      sends="reads the pool's open-files limit (/proc/PID/limits)",
+      expected="the soft limit leaves room for [stratum].max_connections_per_ip connections "
+               "from one address plus 256 (else one address can exhaust every descriptor and "
+               "nobody else is accepted)")
+async def ex09(ctx: Context, obs: Observation) -> None:
+    cap = ctx.stratum.max_connections_per_ip
+    limit = _open_files_limit(ctx.pid)
+    if limit is None:
+        obs.require(True, "open files: unlimited")
+        return
+    obs.require(cap > 0 and limit >= cap + 256,
+                f"open-files limit {limit}, per-IP cap {cap or 'unlimited'} (+256 headroom)")
