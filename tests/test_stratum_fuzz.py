@@ -16,6 +16,9 @@ from stratum.validate import Reject, Submission, precheck
 from tests.stratum_client import StratumClient
 from tests.stratum_support import FIXTURE_NOW, fixture_job, start_server
 
+# QAZPOOL_FUZZ_EXAMPLES raises the example count of the parser/validator fuzzers for a long run
+# (BENCHMARKS.md "Security suite"); the default run keeps it small.
+FUZZ_EXAMPLES = int(os.environ.get("QAZPOOL_FUZZ_EXAMPLES", "200"))
 JOB = fixture_job()
 BOOK = TipBook()
 BOOK.add(JOB)
@@ -33,6 +36,7 @@ json_values = st.recursive(
 
 
 @given(st.binary(max_size=200))
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
 def test_decode_request_raises_only_protocol_errors(raw):
     try:
         protocol.decode_request(raw)
@@ -41,6 +45,7 @@ def test_decode_request_raises_only_protocol_errors(raw):
 
 
 @given(json_values)
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
 def test_precheck_never_raises(params):
     result = precheck(
         params,
@@ -113,9 +118,7 @@ def test_reject_lines_are_single_json_lines():
         assert line.count(b"\n") == 1 and orjson.loads(line)["error"][0] == r.code
 
 
-# ---- issue 14: the security suite's fuzzers (run count in BENCHMARKS.md "Security suite") ----
-# QAZPOOL_FUZZ_EXAMPLES raises the example count for a long run; the default run keeps it small.
-FUZZ_EXAMPLES = int(os.environ.get("QAZPOOL_FUZZ_EXAMPLES", "200"))
+# ---- issue 14: the security suite's fuzzers (line parser, share validator) ----
 LIMIT = 64
 
 

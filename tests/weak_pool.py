@@ -291,19 +291,16 @@ def leaky_metrics() -> None:
     from poolserver import metrics
 
     collect = metrics.PoolCollector.collect
-    key_text = {"v": ""}
 
     def leaky(self: Any) -> Any:
         yield from collect(self)
-        if not key_text["v"]:
-            from poolserver.config import load_config
-            from poolserver.report_deadline import key_path
+        from poolserver.config import load_config
+        from poolserver.report_deadline import key_path
 
-            cfg = load_config(_config_arg())
-            path = key_path(cfg)
-            key_text["v"] = path.read_text().replace("\n", " ") if path.exists() else "none"
+        path = key_path(load_config(_config_arg()))
+        text = path.read_text().replace("\n", " ") if path.exists() else "none"
         g = GaugeMetricFamily("qazpool_debug_info", "debug", labels=["signing_key"])
-        g.add_metric([key_text["v"]], 1)
+        g.add_metric([text], 1)
         yield g
 
     metrics.PoolCollector.collect = leaky  # type: ignore[method-assign]

@@ -5,40 +5,49 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 from poolserver.security_suite.context import Context
 from poolserver.security_suite.model import Observation
 from poolserver.security_suite.wire import Conn, Reply
 
+REACTION_S = 2.0  # a close counts as the pool's answer only if it follows this quickly
+
 
 async def error_or_close(obs: Observation, conn: Conn, line: bytes, req_id: Any,
-                         what: str, timeout: float = 5.0) -> Reply:  # fmt: skip
-    """``line`` must get an error reply (code and message) or a clean close."""
+                         what: str, timeout: float = REACTION_S) -> Reply:  # fmt: skip
+    """``line`` must get an error reply (code and message) or a close within ``timeout``
+    seconds: a reaction to the line, not the subscribe/authorize timeout closing a connection
+    that got no answer."""
+    if conn.closed:
+        obs.require(False, f"{what}: the connection was already closed before it was sent")
+        return Reply(None, closed=True)
+    t0 = time.monotonic()
     reply = await conn.raw_request(line, req_id, timeout)
+    took = time.monotonic() - t0
     if reply.msg is None and not reply.closed:
         # an error may come back with id null when the id could not be read
-        await asyncio.sleep(0.2)
         stray = conn.error_notes()
         if stray:
             obs.require(True, f"{what}: error reply {stray[0][:160]}")
             return reply
-        closed = await conn.wait_closed(0.5)
-        obs.require(closed, f"{what}: {'closed' if closed else 'no reply and no close'} "
-                    f"within {timeout:g} s")  # fmt: skip
+        obs.require(False, f"{what}: no reply and no close within {timeout:g} s")
         return reply
     err = reply.error
     if err is not None:
         obs.require(bool(err[1]), f"{what}: error {err[0]} {err[1]!r}")
     elif reply.closed:
-        obs.require(True, f"{what}: connection closed without a reply")
+        obs.require(took <= timeout, f"{what}: connection closed without a reply after "
+                    f"{took:.2f} s")  # fmt: skip
     else:
         obs.require(False, f"{what}: accepted ({reply.describe()})")
     return reply
 
 
 async def request_refused(obs: Observation, conn: Conn, method: str, params: Any, what: str,
-                          codes: tuple[int, ...] = (), timeout: float = 5.0) -> Reply:  # fmt: skip
+                          codes: tuple[int, ...] = (), timeout: float = REACTION_S
+                          ) -> Reply:  # fmt: skip
     """A JSON-RPC request that must be refused with an error (optionally one of ``codes``) or
     a clean close."""
     msg = conn.message(method, params)

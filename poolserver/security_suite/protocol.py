@@ -215,7 +215,7 @@ def render_pdf(doc: dict[str, Any], lang: str) -> bytes:
         for k, v in _header_rows(doc, lang):
             row = t.row()
             row.cell(k)
-            row.cell(v)
+            row.cell(_printable(v))
     pdf.ln(3)
     pdf.set_font("DejaVu", size=11)
     pdf.multi_cell(0, 6, _w("summary", lang), new_x="LMARGIN", new_y="NEXT")
@@ -230,7 +230,7 @@ def render_pdf(doc: dict[str, Any], lang: str) -> bytes:
             row = t.row()
             row.cell(c["id"])
             row.cell(_family(c["family"], lang))
-            row.cell(c["title"])
+            row.cell(_printable(c["title"]))
             row.cell(_verdict(c["verdict"], lang))
     pdf.add_page()
     pdf.set_font("DejaVu", size=11)
@@ -240,11 +240,12 @@ def render_pdf(doc: dict[str, Any], lang: str) -> bytes:
     for c in doc["cases"]:
         pdf.ln(1.5)
         pdf.set_font("DejaVu", size=8.5)
-        pdf.multi_cell(0, 4.5, f"{c['id']} {c['title']} — {_verdict(c['verdict'], lang)}",
+        pdf.multi_cell(0, 4.5, _printable(f"{c['id']} {c['title']} — "
+                                          f"{_verdict(c['verdict'], lang)}"),
                        new_x="LMARGIN", new_y="NEXT")  # fmt: skip
         pdf.set_font("DejaVu", size=7)
         for key in ("sends", "expected"):
-            pdf.multi_cell(0, 3.6, f"{_w(key, lang)}: {c[key]}", new_x="LMARGIN",
+            pdf.multi_cell(0, 3.6, _printable(f"{_w(key, lang)}: {c[key]}"), new_x="LMARGIN",
                            new_y="NEXT")  # fmt: skip
         pdf.multi_cell(0, 3.6, f"{_w('observation', lang)}:", new_x="LMARGIN", new_y="NEXT")
         for o in c["observation"]:

@@ -110,7 +110,7 @@ async def ct03(ctx: Context, obs: Observation) -> None:
     c = await ctx.conn()
     try:
         for method, params in _ADMIN:
-            await request_refused(obs, c, method, params, method, (20,), timeout=3.0)
+            await request_refused(obs, c, method, params, method, (20,))
     finally:
         await c.close()
 

@@ -192,7 +192,7 @@ def _wrong_type_case(case_id: str, title: str, method: str, params: Any, login: 
             if login and isinstance(p, list):
                 assert c.job is not None
                 p = [ctx.worker() if x == "W" else c.job.job_id if x == "J" else x for x in p]
-            await request_refused(obs, c, method, p, title, timeout=3.0)
+            await request_refused(obs, c, method, p, title)
             if not c.closed:
                 ping = await c.request("mining.ping", [])
                 obs.require(ping.msg is not None, f"the connection still answers: "
