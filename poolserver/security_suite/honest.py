@@ -72,7 +72,9 @@ async def mine(host: str, port: int, source: str, worker: str, rate: float,
                     _emit({"q": share_id, "s": sent})
                     r = await conn.request("mining.submit", share.params(worker, job_id),
                                            timeout=30.0)  # fmt: skip
-                    _emit({"r": share_id, "ok": r.ok, "lat": round(time.time() - sent, 4)})
+                    err = r.error
+                    _emit({"r": share_id, "ok": r.ok, "lat": round(time.time() - sent, 4),
+                           "stale": bool(err and err[0] == 21)})
 
                 t = asyncio.create_task(send())
                 tasks.add(t)
@@ -116,10 +118,11 @@ def main(argv: list[str] | None = None) -> int:
 
 @dataclass
 class Window:
-    sent: int  # honest shares sent in the window
+    sent: int  # honest shares sent in the window (not counting those a new block made stale)
     kept: int  # of those, accepted within MAX_ACK_S
     seconds: float
     max_latency: float
+    stale: int = 0  # refused as stale (a new block while in flight): not counted in ``sent``
 
     @property
     def fraction(self) -> float:
@@ -146,7 +149,9 @@ class HonestFleet:
     heartbeat: float = 0.0
     last: dict[str, object] = field(default_factory=dict)
     sent: list[tuple[float, int]] = field(default_factory=list)  # (send time, id), sorted
-    results: dict[int, tuple[bool, float]] = field(default_factory=dict)  # id -> (ok, latency)
+    # id -> (ok, latency); ids of shares refused as stale (a new block, not the pool's doing)
+    results: dict[int, tuple[bool, float]] = field(default_factory=dict)
+    stale: set[int] = field(default_factory=set)
     acked_total: int = 0
     _reader: asyncio.Task[None] | None = None
 
@@ -173,6 +178,8 @@ class HonestFleet:
             elif "r" in doc:
                 ok = bool(doc["ok"])
                 self.results[int(doc["r"])] = (ok, float(doc["lat"]))
+                if doc.get("stale"):
+                    self.stale.add(int(doc["r"]))
                 self.acked_total += ok
 
     async def settled(self, t: float) -> None:
@@ -189,10 +196,12 @@ class HonestFleet:
         i0 = bisect.bisect_left(self.sent, (t0, -1))
         i1 = bisect.bisect_left(self.sent, (t1, -1))
         ids = [sid for _, sid in self.sent[i0:i1]]
-        outs = [self.results.get(sid, (False, float("inf"))) for sid in ids]
+        stale = sum(1 for sid in ids if sid in self.stale)
+        outs = [self.results.get(sid, (False, float("inf"))) for sid in ids
+                if sid not in self.stale]  # fmt: skip
         kept = sum(1 for ok, lat in outs if ok and lat <= MAX_ACK_S)
         late = [lat for _, lat in outs]
-        return Window(len(ids), kept, t1 - t0, max(late, default=0.0))
+        return Window(len(outs), kept, t1 - t0, max(late, default=0.0), stale)
 
     @property
     def total_acked(self) -> int:

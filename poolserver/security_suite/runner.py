@@ -129,12 +129,14 @@ async def run_case(ctx: Context, case: Case, base: Baseline, limits: Limits) -> 
         # MAX_ACK_S, against the same figure before the attacks.
         kept = w.fraction / base.honest_fraction if base.honest_fraction else 0.0
         checks["honest_sent"], checks["honest_accepted"] = w.sent, w.kept
+        checks["honest_stale"] = w.stale
         checks["honest_kept"] = round(kept, 3)
         checks["honest_max_latency_s"] = round(w.max_latency, 3)
         checks["honest_sent_ratio"] = round(w.sent_rate / base.honest_offered, 3) \
             if base.honest_offered else 0.0
         obs.require(w.sent > 0 and kept >= limits.honest_ratio,
-                    f"honest miners: {w.kept} of {w.sent} shares sent during the case accepted "
+                    f"honest miners: {w.kept} of {w.sent} shares sent during the case (and not "
+                    f"made stale by a block: {w.stale} were) accepted "
                     f"within {MAX_ACK_S:g} s ({w.fraction:.1%}; before the attacks "
                     f"{base.honest_fraction:.1%}): {kept:.0%} kept, slowest reply "
                     f"{w.max_latency:.2f} s")
