@@ -19,6 +19,7 @@ import bisect
 import contextlib
 import itertools
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -94,8 +95,9 @@ async def main_async(args: argparse.Namespace) -> None:
     workers = [w for w in args.workers.split(",") if w]
     miners = [asyncio.create_task(mine(args.host, args.port, args.source, w, args.rate, counts))
               for w in workers]  # fmt: skip
+    parent = os.getppid()
     try:
-        while True:
+        while os.getppid() == parent:  # the suite is gone (killed): stop mining
             _emit({"t": time.time(), "connects": counts.connects, "refused": counts.refused})
             await asyncio.sleep(REPORT_S)
     finally:
