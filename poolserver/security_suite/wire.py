@@ -23,6 +23,7 @@ from stratum.difficulty import target_from_difficulty, target_from_nbits
 from stratum.jobs import unswap_prevhash
 
 READ_LIMIT = 1 << 20
+AVOID_BLOCK_TRIES = 1 << 17  # nonces tried for a share that is not a block before taking one
 
 
 @dataclass
@@ -62,6 +63,7 @@ class Share:
     version_bits: str | None
     hash: bytes
     meets_share: bool
+    job_id: str = ""  # the job it was ground for
 
     def params(self, worker: str, job_id: str) -> list[str]:
         p = [worker, job_id, self.extranonce2, self.ntime, self.nonce]
@@ -308,7 +310,7 @@ class Conn:
     def grind(self, job: Job, *, want_share: bool = True, difficulty: float | None = None,
               extranonce1: bytes | None = None, extranonce2: bytes | None = None,
               version_bits: int | None = None, ntime: int | None = None,
-              max_tries: int = 4_000_000) -> Share:  # fmt: skip
+              max_tries: int = 4_000_000, avoid_block: bool = True) -> Share:  # fmt: skip
         """Search nonces until the header hash meets (``want_share=False``: misses) the share
         target; real sha256d through the hash core, with this connection's extranonce1 unless
         another session's is given."""
@@ -316,20 +318,24 @@ class Conn:
                      self.next_extranonce2() if extranonce2 is None else extranonce2,
                      self.difficulty if difficulty is None else difficulty, self.version_mask,
                      want_share=want_share, version_bits=version_bits, ntime=ntime,
-                     max_tries=max_tries)  # fmt: skip
+                     max_tries=max_tries, avoid_block=avoid_block)  # fmt: skip
 
     async def submit(self, worker: str, job: Job, share: Share, *, job_id: str | None = None,
                      timeout: float = 5.0) -> Reply:  # fmt: skip
-        return await self.request("mining.submit", share.params(worker, job_id or job.job_id),
+        job_id = job_id or share.job_id or job.job_id
+        return await self.request("mining.submit", share.params(worker, job_id),
                                   timeout=timeout)  # fmt: skip
 
 
 def grind(job: Job, extranonce1: bytes, extranonce2: bytes, difficulty: float, mask: int, *,
           want_share: bool = True, version_bits: int | None = None, ntime: int | None = None,
-          max_tries: int = 4_000_000) -> Share:  # fmt: skip
-    """Header prefix built once (merkle root through the hash core), then nonces hashed in
+          max_tries: int = 4_000_000, avoid_block: bool = True) -> Share:  # fmt: skip
+    """A share that meets the target (``want_share``), or misses it; with ``avoid_block``
+    never one that also solves a block (a block moves the pool to a new tip under the case).
+    Header prefix built once (merkle root through the hash core), then nonces hashed in
     batches with ``sha256d_many`` and compared with the share target."""
     target = target_from_difficulty(difficulty)
+    block_target = target_from_nbits(job.nbits) if avoid_block and want_share else -1
     vb = version_bits if version_bits is not None else 0
     outside = vb & ~mask & 0xFFFFFFFF
     hash_mask = mask | outside  # as the pool hashes it (bits outside the mask as sent)
@@ -341,14 +347,24 @@ def grind(job: Job, extranonce1: bytes, extranonce2: bytes, difficulty: float, m
     start = int.from_bytes(os.urandom(4), "little")
     batch = 2048
     from_bytes = int.from_bytes
+    first_block: Share | None = None
     for base in range(0, max_tries, batch):
         nonces = [(start + base + i) & 0xFFFFFFFF for i in range(batch)]
         hashes = hashcore.sha256d_many([prefix + n.to_bytes(4, "little") for n in nonces])
         for nonce, h in zip(nonces, hashes, strict=True):
-            ok = from_bytes(h, "little") <= target
+            value = from_bytes(h, "little")
+            ok = value <= target
             if ok == want_share:
-                return Share(extranonce2.hex(), f"{t:08x}", f"{nonce:08x}",
-                             f"{vb:08x}" if version_bits is not None else None, h, ok)
+                share = Share(extranonce2.hex(), f"{t:08x}", f"{nonce:08x}",
+                              f"{vb:08x}" if version_bits is not None else None, h, ok,
+                              job.job_id)
+                if value > block_target:
+                    return share
+                first_block = first_block or share
+        if first_block is not None and base >= AVOID_BLOCK_TRIES:
+            return first_block  # every share is a block here (e.g. regtest bits 207fffff)
+    if first_block is not None:
+        return first_block
     raise RuntimeError(f"no nonce found in {max_tries} tries at difficulty {difficulty}")
 
 def meets(job: Job, extranonce1: bytes, share: Share, difficulty: float, mask: int) -> bool:
