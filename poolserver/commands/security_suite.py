@@ -152,6 +152,7 @@ async def _main(args: argparse.Namespace, config: Config, config_path: str | Non
           f"against {host}:{port} (pool pid {pid}, config {config_path or '(defaults)'}); "
           f"{len(cases)} case(s)", file=sys.stderr)
     ids = Identities()
+    sources = ""
     engine = create_engine_from_config(config)
     fleet = HonestFleet(host, port, [f"{ids.honest}.h1", f"{ids.honest}.h2"], args.honest_rate)
     try:
@@ -165,6 +166,9 @@ async def _main(args: argparse.Namespace, config: Config, config_path: str | Non
             ctx.listener  # noqa: B018 - validates that the port is a configured listener
         except ValueError as exc:
             return _fail(str(exc))
+        sources = f"{ctx.first_source} and up"
+        print(f"security-suite: honest miners from 127.0.0.1, attacks from {sources}",
+              file=sys.stderr)  # fmt: skip
         honest_start = await ctx.shares_of(ids.honest)
         await fleet.start()
         # The attack traffic is generated here, on the pool's host: it yields the CPU to the
@@ -193,7 +197,8 @@ async def _main(args: argparse.Namespace, config: Config, config_path: str | Non
            "finished_utc": finished.isoformat(timespec="seconds"),
            "started_kz": kz_time(started), "finished_kz": kz_time(finished),
            "quick": args.quick, "only": args.only, "authorized_flag": args.i_am_authorized,
-           "registered_test_miners": added}  # fmt: skip
+           "registered_test_miners": added, "honest_source": "127.0.0.1",
+           "attack_sources": sources}  # fmt: skip
     doc = document(run, results, base.notes)
     out = Path(args.out) if args.out else (
         config.data_path / "security-protocols" / started.astimezone().strftime("%Y%m%dT%H%M%S"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import random
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,11 @@ from poolserver.security_suite.wire import Conn, Reply
 
 PROBE_SOURCE = "127.0.1.1"  # the liveness probe's own address (never banned by a case)
 FIRST_ATTACK_SOURCE = ipaddress.ip_address("127.0.0.2")
+
+
+def random_first_source() -> ipaddress.IPv4Address:
+    rng = random.SystemRandom()
+    return ipaddress.IPv4Address(f"127.{rng.randrange(2, 250)}.{rng.randrange(2, 200)}.2")
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,9 @@ class Context:
     metrics_url: str | None
     quick: bool = False
     ids: Identities = field(default_factory=Identities)
+    # Each run attacks from its own block of loopback addresses (127.A.B.2 and up, A and B
+    # random): a ban a previous run earned (up to [stratum].ban_seconds) does not meet this one.
+    first_source: ipaddress.IPv4Address = field(default_factory=lambda: random_first_source())
     source: str = str(FIRST_ATTACK_SOURCE)
     _next: int = 0
 
@@ -70,12 +79,14 @@ class Context:
     # ---- sources and connections -----------------------------------------------------------
 
     def new_source(self) -> str:
-        """A loopback address no earlier case used (127.0.0.2, .3, ... then 127.0.2.x ...)."""
-        addr = FIRST_ATTACK_SOURCE + self._next
-        self._next += 1
-        if addr >= ipaddress.ip_address(PROBE_SOURCE) and addr.packed[2] == 1:
-            addr += 256  # skip 127.0.1.x: the probe's range
-        return str(addr)
+        """A loopback address no earlier case of this run used: ``first_source`` and up,
+        skipping 127.x.1.x (the probe's range) and .0/.255 host parts."""
+        while True:
+            addr = self.first_source + self._next
+            self._next += 1
+            last = addr.packed
+            if last[2] != 1 and last[3] not in (0, 1, 255):
+                return str(addr)
 
     async def conn(self, *, source: str | None = None, read: bool = True,
                    timeout: float = 5.0, rcvbuf: int = 0) -> Conn:  # fmt: skip

@@ -19,10 +19,14 @@ CASES = case.cases
 
 async def _accepted(ctx: Context, obs: Observation, c: Conn, worker: str | None = None,
                     **grind: object) -> Share:  # fmt: skip
-    """Grind and submit one legitimate share (the attacker's one allowed credit)."""
-    assert c.job is not None
-    share = c.grind(c.job, **grind)  # type: ignore[arg-type]
-    reply = await c.submit(worker or ctx.worker(), c.job, share)
+    """Grind and submit one legitimate share (the attacker's one allowed credit); again if a
+    new block made it stale on the way."""
+    for _ in range(5):
+        assert c.job is not None
+        share = c.grind(c.job, **grind)  # type: ignore[arg-type]
+        reply = await c.submit(worker or ctx.worker(), c.job, share)
+        if not (reply.error and reply.error[0] == 21):
+            break
     obs.require(reply.ok, f"the original share: {reply.describe()}")
     obs.credited_allowed += 1 if reply.ok else 0
     return share
