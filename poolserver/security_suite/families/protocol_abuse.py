@@ -241,6 +241,8 @@ def _diff_case(case_id: str, title: str, value: object, refuse: bool, quick: boo
                         f"[{lst.min_difficulty:g}, {lst.max_difficulty:g}]")  # fmt: skip
             obs.require(lst.min_difficulty <= c.difficulty <= lst.max_difficulty,
                         f"difficulty in force {c.difficulty:g}")  # fmt: skip
+            internal = [n for n in c.error_notes() if "Internal error" in n]
+            obs.require(not internal, f"no internal error: {internal[:1] or 'none'}")
         finally:
             await c.close()
 
