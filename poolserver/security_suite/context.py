@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from poolserver.config import Config, ListenerConfig
 from poolserver.security_suite import observe
 from poolserver.security_suite.honest import HonestFleet
-from poolserver.security_suite.wire import Conn, Reply
+from poolserver.security_suite.wire import Conn
 
 PROBE_SOURCE = "127.0.1.1"  # the liveness probe's own address (never banned by a case)
 FIRST_ATTACK_SOURCE = ipaddress.ip_address("127.0.0.2")
@@ -149,6 +149,3 @@ class Context:
         out, _ = await asyncio.wait_for(proc.communicate(), timeout)
         return int(proc.returncode or 0), out.decode(errors="replace").strip()
 
-
-def describe(reply: Reply) -> str:
-    return reply.describe()
