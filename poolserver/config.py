@@ -202,6 +202,10 @@ class PayoutsConfig:
     payments_enabled: bool = True
     payment_retry_after_s: float = 3600.0
     retention_interval_s: float = 86400.0
+    # Several instances on one database: one payout/maturity leader holds a lease of this many
+    # seconds (renewed every third); the others try to take it every leader_retry_s.
+    leader_ttl_s: float = 10.0
+    leader_retry_s: float = 1.0
 
 
 @dataclass
