@@ -22,8 +22,10 @@ The protocol (``run_payments`` implements it; storage implements ``PaymentOutbox
    sent; from then on that money is reserved and cannot be planned again.
 2. **Reconcile, then send**: for a ``pending`` batch ask the wallet first whether a transaction
    with the batch's unique comment exists (``find_by_comment``); if it does, record its txid —
-   the previous run crashed after sending and before recording. Only if none exists, call
-   ``send_many(outputs, comment)``. Record ``broadcast`` with the txid.
+   the previous run crashed after sending and before recording. Only if none exists, mark the
+   batch as sending (an outbox with ``mark_sending``: in the transaction that checks this
+   process's payout leadership, the fence) and call ``send_many(outputs, comment)``. Record
+   ``broadcast`` with the txid.
 3. **Confirm**: a ``broadcast`` batch becomes ``confirmed`` once its transaction has
    ``confirmations_required`` confirmations.
 
@@ -59,7 +61,7 @@ from __future__ import annotations
 
 import enum
 import secrets
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Protocol
@@ -84,6 +86,12 @@ class PaymentRejected(Exception):
 
 class WalletUnderfunded(PaymentRejected):
     """The wallet refused for lack of spendable funds (nothing sent); retry later, hold nobody."""
+
+
+class LeadershipLost(Exception):
+    """The fence refused: this process is no longer the payout leader (its lease lapsed or
+    another instance took it). Nothing was sent; the run stops and the new leader carries on
+    (it reconciles every pending batch by comment before any send)."""
 
 
 class PaymentStateError(ValueError):
@@ -434,13 +442,21 @@ def record_failed(batch: PaymentBatch, reason: str) -> Transition:
     return Transition(replace(batch, status=PaymentStatus.FAILED, failure=reason), refunds)
 
 
-async def submit(batch: PaymentBatch, transport: PaymentTransport) -> Transition:
-    """Move a pending batch on: reconcile by comment first, send only if nothing was sent."""
+async def submit(batch: PaymentBatch, transport: PaymentTransport,
+                 mark_sending: Callable[[PaymentBatch], Awaitable[object]] | None = None
+                 ) -> Transition:  # fmt: skip
+    """Move a pending batch on: reconcile by comment first, send only if nothing was sent.
+
+    ``mark_sending`` (the outbox's, when it has one) runs right before the send: it records the
+    batch as sending in the transaction that checks this process's payout leadership, and
+    raises ``LeadershipLost`` when another instance leads now (nothing is sent)."""
     if batch.status is not PaymentStatus.PENDING:
         raise PaymentStateError(f"batch {batch.batch_id}: submit needs pending, "
                                 f"is {batch.status.value}")
     txid = await transport.find_by_comment(batch.comment)
     if txid is None:
+        if mark_sending is not None:
+            await mark_sending(batch)
         try:
             txid = await transport.send_many(
                 batch.wallet_outputs(), batch.comment,
@@ -469,12 +485,14 @@ async def run_payments(outbox: PaymentOutbox, transport: PaymentTransport,
 
     Every state change is stored before the next external action, so the run can be killed at
     any await and simply started again. Only one run may be active at a time (several pool
-    nodes: hold a database advisory lock around it); comment reconciliation covers crashes, not
-    two concurrent senders.
+    instances: only the payout leader runs it, and an outbox with ``mark_sending`` fences every
+    send with the leader's lease, ``LeadershipLost`` stopping the run); comment reconciliation
+    covers crashes, not two concurrent senders.
     """
+    mark_sending = getattr(outbox, "mark_sending", None)
     for batch in await outbox.unfinished():
         if batch.status is PaymentStatus.PENDING:
-            t = await submit(batch, transport)
+            t = await submit(batch, transport, mark_sending)
             await outbox.update_batch(t.batch, t.entries)
             batch = t.batch
         if batch.status is PaymentStatus.BROADCAST:
@@ -523,7 +541,7 @@ async def run_payments(outbox: PaymentOutbox, transport: PaymentTransport,
 async def _plan_and_submit(outbox: PaymentOutbox, transport: PaymentTransport,
                            planned: PlannedBatch) -> Transition:
     await outbox.add_batch(planned.batch, planned.debits)
-    t = await submit(planned.batch, transport)
+    t = await submit(planned.batch, transport, getattr(outbox, "mark_sending", None))
     await outbox.update_batch(t.batch, t.entries)
     return t
 

@@ -243,11 +243,12 @@ class PoolApp:
             log.warning("resubmitted %d found block(s) left unsettled by the last run", replayed)
         if self.storage is not None and cfg.payouts.enabled:
             from poolserver.bitcoin.wallet import wallet_from_config
+            from poolserver.payout_leader import leader_from_config
             from poolserver.payout_service import PayoutService
 
             self.payout_service = PayoutService(
                 self.storage.engine, cfg, self.rpc, wallet_from_config(cfg, self.rpc),
-                found_store=found_store,
+                found_store=found_store, leader=leader_from_config(self.storage.engine, cfg),
             )  # fmt: skip
             self.payout_service.start()
         if self.policy is None and register_enforced(cfg):

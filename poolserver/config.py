@@ -214,6 +214,10 @@ class PayoutsConfig:
     # the next payment run needs (payable balances + fee_reserve_sats per batch) or below this
     # floor (0 = only the first).
     low_balance_warning_sats: int = 0
+    # Several instances on one database: one payout/maturity leader holds a lease of this many
+    # seconds (renewed every third); the others try to take it every leader_retry_s.
+    leader_ttl_s: float = 10.0
+    leader_retry_s: float = 1.0
 
 
 @dataclass

@@ -552,6 +552,25 @@ class PoolCollector(Collector):
             "Wallet refusals for lack of funds (planning paused)",
             st.underfunded_refusals_total,
         )
+        lease = getattr(st, "lease", None)
+        if lease is not None:  # several instances on one database: who leads the payouts
+            yield _gauge(
+                "qazpool_payout_leader",
+                "1 while this instance holds the payout/maturity leader lease, else 0",
+                int(lease.leader),
+            )
+            yield _gauge("qazpool_payout_leader_epoch", "Epoch of the payout lease held last",
+                         lease.epoch)  # fmt: skip
+            yield _counter(
+                "qazpool_payout_leader_takeovers",
+                "Payout leadership taken over from another (lapsed) instance",
+                lease.takeovers,
+            )
+            yield _counter(
+                "qazpool_payout_leader_losses",
+                "Payout leadership lost while running (lease lapsed or taken)",
+                lease.losses,
+            )
         yield _counter("qazpool_reconcile_runs", "Periodic reconcile runs", st.reconcile_runs_total)
         yield _counter(
             "qazpool_reconcile_errors",

@@ -33,9 +33,13 @@ their inputs from the database, the register and the chain, and stores what they
    (satoshis) and its time are kept in ``PayoutStats`` for the metrics (the payout leader only:
    a process that cannot take the lock drops its figure).
 
-The whole tick runs under a lock (PostgreSQL: session advisory lock; SQLite: ``flock`` on a file
-beside the database), so only one process ever pays: comment reconciliation protects against
-crashes, not against a second concurrent sender. A tick that cannot take the lock does nothing.
+Several instances on one database (``poolserver run`` with a ``PayoutLeader``): only the holder
+of the payout lease ticks, a new leader ticks at once after taking over, and every new batch and
+every send is fenced by the lease (``poolserver/payout_leader.py``; a tick whose fence fails stops
+with ``LeadershipLost``, having sent nothing). The whole tick also runs under a lock (PostgreSQL:
+session advisory lock; SQLite: ``flock`` on a file beside the database), so a CLI run-once never
+ticks beside the pool's: comment reconciliation protects against crashes, not against a second
+concurrent sender. A tick that cannot take the lock, or does not lead, does nothing.
 Every step is idempotent and each state change is committed before the next external action, so
 a tick may be killed anywhere and simply run again.
 """
@@ -62,6 +66,7 @@ from payouts.allocation import Allocation, allocate
 from payouts.fees import FeePolicy, FeeRate, FeeSchedule
 from payouts.ledger import ChainStatus, EntryKind, block_entries
 from payouts.payments import (
+    LeadershipLost,
     PaymentTransport,
     PayoutParams,
     funds_needed,
@@ -81,6 +86,7 @@ from payouts.types import (
 )
 from poolserver.bitcoin.node import Rpc, RpcError
 from poolserver.config import Config, ConfigError, PayoutsConfig
+from poolserver.payout_leader import FencedOutbox, PayoutLeader
 from poolserver.register.history import Dated, value_at
 from poolserver.register.payouts_hook import load_suspensions
 from poolserver.register.repository import RegisterRepository
@@ -172,6 +178,7 @@ class PayoutStats:
     # process, or it is not the payout leader any more), and its Unix time
     wallet_ledger_difference_sats: int | None = None
     leader: bool = False  # the last tick held the payout lock (its gauges are the pool's)
+    lease: Any = None  # payout_leader.LeaderStats (several instances: who leads, takeovers)
     reconcile_last_run_at: float = 0.0
     reconcile_runs_total: int = 0
     reconcile_errors_total: int = 0
@@ -192,7 +199,7 @@ class TickReport:
 
     def summary(self) -> str:
         if not self.locked:
-            return "another process holds the payout lock; nothing done"
+            return "another process holds the payout lock (or leads the payouts); nothing done"
         parts = [f"imported {self.imported} block(s)", f"allocated {len(self.allocated)}",
                  f"{self.credits} credit and {self.reversals} reversal entries",
                  f"{self.batches_planned} new payment batch(es)"]  # fmt: skip
@@ -219,6 +226,11 @@ async def payout_lock(engine: AsyncEngine) -> AsyncIterator[bool]:
     if engine.dialect.name == "postgresql":
         async with engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            # a holder that vanished from the network (no FIN) loses the lock within ~11 s,
+            # not after the kernel's two-hour keepalive default (no effect on a Unix socket)
+            for setting in ("tcp_keepalives_idle = 5", "tcp_keepalives_interval = 2",
+                            "tcp_keepalives_count = 3"):  # fmt: skip
+                await conn.execute(text(f"SET {setting}"))
             got = bool((await conn.execute(text("SELECT pg_try_advisory_lock(:k)"),
                                            {"k": LOCK_KEY})).scalar())  # fmt: skip
             try:
@@ -255,6 +267,7 @@ class PayoutService:
         found_store: Any = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         reconcile_interval_s: float = RECONCILE_INTERVAL_S,
+        leader: PayoutLeader | None = None,
     ) -> None:
         self.engine = engine
         self.reconcile_interval_s = reconcile_interval_s
@@ -279,10 +292,14 @@ class PayoutService:
         self.ledger = Ledger(engine)
         self.history = ShareHistory(engine)
         self.register = RegisterRepository(engine, network=self.network)
-        self.outbox = SqlPaymentOutbox(engine, self.payout_addresses)
+        # several instances on one database: only the lease holder ticks, its sends fenced
+        self.leader = leader
+        self.outbox = SqlPaymentOutbox(engine, self.payout_addresses) if leader is None \
+            else FencedOutbox(engine, self.payout_addresses, leader)
+        self._wake = asyncio.Event()
         self._spool = Spool(storage_settings(config).spool_path())
         self._paused_until: datetime | None = None
-        self.stats = PayoutStats()
+        self.stats = PayoutStats(lease=leader.stats if leader is not None else None)
         self._last_retention: datetime | None = None
         self._last_reconcile: float | None = None  # monotonic
         self._task: asyncio.Task[None] | None = None
@@ -525,6 +542,21 @@ class PayoutService:
 
     async def tick(self) -> TickReport:
         report = TickReport()
+        if self.leader is not None and not self.leader.is_leader():
+            report.locked = False  # another instance leads: its figures count
+            self.stats.leader = False
+            self.stats.wallet_ledger_difference_sats = None
+            return report
+        try:
+            return await self._locked_tick(report)
+        except LeadershipLost as exc:
+            log.info("payout tick stopped: %s", exc)
+            report.errors.append(f"leadership lost: {exc}")
+            self.stats.leader = False
+            self.stats.wallet_ledger_difference_sats = None
+            return report
+
+    async def _locked_tick(self, report: TickReport) -> TickReport:
         async with payout_lock(self.engine) as locked:
             if not locked:
                 report.locked = False
@@ -614,10 +646,17 @@ class PayoutService:
 
     # ---- background task ------------------------------------------------------------------
 
+    def wake(self) -> None:
+        """Tick now (the payout leadership was just gained)."""
+        self._wake.set()
+
     async def run(self) -> None:
-        """Tick every ``tick_interval_s`` (the first one after one interval) until cancelled."""
+        """Tick every ``tick_interval_s`` (the first one after one interval), and at once when
+        this instance becomes the payout leader, until cancelled."""
         while True:
-            await asyncio.sleep(self.cfg.tick_interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.cfg.tick_interval_s)
+            self._wake.clear()
             try:
                 report = await self.tick()
                 if report.allocated or report.credits or report.reversals or \
@@ -631,6 +670,9 @@ class PayoutService:
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self.run(), name="payout-service")
+        if self.leader is not None:
+            self.leader.on_gain = self.wake
+            self.leader.start()
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -638,6 +680,8 @@ class PayoutService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self.leader is not None:
+            await self.leader.release()  # a clean stop hands the payouts over at once
         close = getattr(self.transport, "close", None)
         if close is not None:
             await close()

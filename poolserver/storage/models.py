@@ -246,6 +246,10 @@ class Payment(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # scale-out fencing: the payout leader's epoch that marked the batch as about to be sent
+    # (in the transaction that checked and extended its lease), and when
+    sending_epoch: Mapped[int | None] = mapped_column(BigInteger)
+    sending_at: Mapped[datetime | None]
 
     __table_args__ = (
         CheckConstraint(
@@ -297,5 +301,19 @@ class InstanceLease(Base):
 
     instance_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     holder: Mapped[str] = mapped_column(String(200))
+    acquired_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class PayoutLeaderRow(Base):
+    """Scale-out (issue 12): the payout/maturity leader lease, one row (``name = 'payouts'``).
+    ``epoch`` grows by one at every change of holder and is the fencing token: a leader may
+    store a batch or mark one as sending only in a transaction that finds its own epoch live."""
+
+    __tablename__ = "payout_leader"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    epoch: Mapped[int] = mapped_column(BigInteger)
     acquired_at: Mapped[datetime]
     expires_at: Mapped[datetime]

@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any
@@ -460,10 +460,17 @@ class SqlPaymentOutbox:
     payout address in force at a time (the register's table; injected by the composition root)."""
 
     def __init__(
-        self, engine: AsyncEngine, addresses: Callable[[datetime], Any] | None = None
+        self,
+        engine: AsyncEngine,
+        addresses: Callable[[datetime], Any] | None = None,
+        fence: Callable[[AsyncConnection], Awaitable[int]] | None = None,
     ) -> None:
         self.engine = engine
         self._addresses = addresses
+        # Scale-out: called inside the transaction that stores a new batch or marks one as
+        # sending; it checks and extends the payout leader's lease on the same connection and
+        # returns the leader's epoch, or raises (the transaction rolls back, nothing is sent).
+        self.fence = fence
 
     async def unfinished(self) -> Sequence[PaymentBatch]:
         async with self.engine.connect() as conn:
@@ -577,6 +584,8 @@ class SqlPaymentOutbox:
 
     async def add_batch(self, batch: PaymentBatch, entries: Sequence[LedgerRecord]) -> None:
         async with self.engine.begin() as conn:
+            if self.fence is not None:
+                await self.fence(conn)
             pid = (
                 await conn.execute(
                     Payment.__table__.insert()
@@ -604,6 +613,32 @@ class SqlPaymentOutbox:
                 ],
             )
             await _append(conn, entries)
+
+    async def mark_sending(self, batch: PaymentBatch) -> int | None:
+        """Record that ``batch`` is about to be sent, in one transaction with the fence (the
+        leader's lease checked and extended); returns the leader's epoch (None: no fence)."""
+        async with self.engine.begin() as conn:
+            epoch = await self.fence(conn) if self.fence is not None else None
+            result = await conn.execute(
+                Payment.__table__.update()
+                .where(Payment.comment == batch.comment, Payment.status == "pending")
+                .values(sending_epoch=epoch, sending_at=_now(), updated_at=_now())
+            )
+            if result.rowcount != 1:
+                raise KeyError(f"payment batch {batch.batch_id}: not stored as pending")
+        return epoch
+
+    async def sending_epochs(self) -> dict[str, int | None]:
+        """comment -> the epoch that marked the batch as sending (batches marked at all)."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(Payment.comment, Payment.sending_epoch).where(
+                        Payment.sending_at.is_not(None)
+                    )
+                )
+            ).all()
+        return {c: e for c, e in rows}
 
     async def update_batch(self, batch: PaymentBatch, entries: Sequence[LedgerRecord]) -> None:
         async with self.engine.begin() as conn:
