@@ -114,8 +114,9 @@ async def main(args: argparse.Namespace) -> None:
     rej = await run_case(MemoryShareSink(maxlen=1000), REJECT, args.rounds, args.reps)
     base = statistics.median(rej)
     print(line("reject (baseline)", rej, base))
-    mem = await run_case(MemoryShareSink(maxlen=1000), ACCEPT, args.rounds, args.reps)
-    print(line("accept, memory sink", mem, base))
+    if not args.journal_only:
+        mem = await run_case(MemoryShareSink(maxlen=1000), ACCEPT, args.rounds, args.reps)
+        print(line("accept, memory sink", mem, base))
     url = f"sqlite+aiosqlite:///{tmp / 'bench.sqlite3'}"
     journal, engine = await journal_sink(url, tmp / "spool")
     if args.profile:
@@ -152,6 +153,7 @@ if __name__ == "__main__":
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--pg", action="store_true")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--journal-only", action="store_true", help="skip the memory-sink case")
     args = ap.parse_args()
     from stratum.server import new_loop
 

@@ -79,6 +79,14 @@ def new_uid() -> bytes:
     return (time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10)
 
 
+def new_uids(n: int) -> list[bytes]:
+    """``n`` uids as ``new_uid`` makes them (same millisecond prefix, 80 random bits each), from
+    one clock read and one ``getrandom`` call."""
+    prefix = (time.time_ns() // 1_000_000).to_bytes(6, "big")
+    rnd = os.urandom(10 * n)
+    return [prefix + rnd[i : i + 10] for i in range(0, 10 * n, 10)]
+
+
 def share_row(share: AcceptedShare, uid: bytes) -> dict[str, Any]:
     """The ``shares`` row for an accepted share; ValueError names the offending field."""
     for name, limit in _LIMITS.items():
@@ -230,6 +238,36 @@ class JournalStats:
     batch_size: Histogram = field(default_factory=lambda: Histogram(BATCH_SIZE_BUCKETS))
 
 
+_UNSETTLED: Any = object()
+
+
+class _Waiter:
+    """One ``put`` / ``put_many`` call: the outcome of each of its shares (None = stored, else
+    the exception), handed back once the last of them is written (a call's shares may span two
+    group commits). One future per call, not per share. Settling a share twice is a no-op."""
+
+    __slots__ = ("fut", "left", "outcomes")
+
+    def __init__(self, outcomes: list[BaseException | None], left: int) -> None:
+        self.fut: asyncio.Future[list[BaseException | None]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self.outcomes = outcomes
+        self.left = left
+
+    def settle(self, index: int, outcome: BaseException | None) -> None:
+        if self.outcomes[index] is not _UNSETTLED:
+            return
+        self.outcomes[index] = outcome
+        self.left -= 1
+        if self.left == 0 and not self.fut.done():  # done: the caller was cancelled
+            self.fut.set_result(self.outcomes)
+
+
+# a queued row: (row, the call waiting for it, the row's index in that call)
+_Entry = tuple[dict[str, Any], _Waiter, int]
+
+
 @dataclass(frozen=True)
 class StoreResult:
     inserted: int  # rows new in ``shares``
@@ -262,7 +300,7 @@ class ShareJournal:
         self.stats = JournalStats()
         self._sql, self._params = driver_insert(engine)
         self._returns_uids = engine.dialect.name == "postgresql"
-        self._pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._pending: list[_Entry] = []
         self._first_at = 0.0
         self._has_items = asyncio.Event()
         self._full = asyncio.Event()
@@ -297,16 +335,41 @@ class ShareJournal:
         """
         if self._closing:
             raise JournalClosed("the share journal is closed")
-        row = share_row(share, new_uid())
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter = _Waiter([_UNSETTLED], 1)
+        self._enqueue([(share_row(share, new_uid()), waiter, 0)])
+        outcome = (await waiter.fut)[0]
+        if outcome is not None:
+            raise outcome
+
+    async def put_many(self, shares: Sequence[AcceptedShare]) -> list[BaseException | None]:
+        """``put`` for several shares at once (the Stratum server's accepted shares of one hash
+        batch): one outcome per share, in order: None once it is durable, else the exception
+        ``put`` would raise for it (ValueError for a malformed share, which is not queued;
+        ``DuplicateShare``; ``JournalUnavailable``). Returns when every share is settled."""
+        if self._closing:
+            raise JournalClosed("the share journal is closed")
+        outcomes: list[BaseException | None] = [_UNSETTLED] * len(shares)
+        waiter = _Waiter(outcomes, 0)
+        entries: list[_Entry] = []
+        for i, (share, uid) in enumerate(zip(shares, new_uids(len(shares)), strict=True)):
+            try:
+                entries.append((share_row(share, uid), waiter, i))
+            except ValueError as exc:
+                outcomes[i] = exc
+        if not entries:
+            return outcomes
+        waiter.left = len(entries)
+        self._enqueue(entries)
+        return await waiter.fut
+
+    def _enqueue(self, entries: list[_Entry]) -> None:
         pending = self._pending
-        pending.append((row, fut))
-        if len(pending) == 1:
+        if not pending:
             self._first_at = time.monotonic()
             self._has_items.set()
-        elif len(pending) >= self.batch_size:
+        pending.extend(entries)
+        if len(pending) >= self.batch_size:
             self._full.set()
-        await fut
 
     async def close(self) -> None:
         """Flush everything pending, then stop. A spool that could not be replayed yet stays on
@@ -351,13 +414,12 @@ class ShareJournal:
                 await self._write(batch)
             except Exception as exc:  # never let the flusher die: fail this batch's puts
                 log.exception("share journal: batch of %d could not be stored", len(batch))
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(JournalUnavailable(f"share not stored: {exc}"))
+                for _, waiter, i in batch:
+                    waiter.settle(i, JournalUnavailable(f"share not stored: {exc}"))
 
-    async def _write(self, batch: list[tuple[dict[str, Any], asyncio.Future[None]]]) -> None:
+    async def _write(self, batch: list[_Entry]) -> None:
         started = time.perf_counter()
-        rows = [row for row, _ in batch]
+        rows = [entry[0] for entry in batch]
         stored = False
         refused: dict[bytes, dict[str, Any]] = {}
         if self._db_ok:
@@ -384,21 +446,19 @@ class ShareJournal:
         self.stats.batches += 1
         self.stats.flush_seconds.observe(time.perf_counter() - started)
         self.stats.batch_size.observe(len(rows))
-        for row, fut in batch:
-            if fut.done():
-                continue
-            if row["uid"] in refused:
+        for row, waiter, i in batch:
+            if refused and row["uid"] in refused:
                 self.stats.duplicates += 1
                 log.info(
                     "share journal: duplicate share refused: %s.%s hash %s (recorded in "
                     "share_conflicts)",
                     row["account"], row["worker"], row["share_hash"][::-1].hex(),
                 )  # fmt: skip
-                fut.set_exception(
-                    DuplicateShare(f"share {row['share_hash'][::-1].hex()} is already stored")
+                waiter.settle(
+                    i, DuplicateShare(f"share {row['share_hash'][::-1].hex()} is already stored")
                 )
             else:
-                fut.set_result(None)
+                waiter.settle(i, None)
 
     async def _insert_rows(self, rows: Sequence[dict[str, Any]]) -> StoreResult:
         """Insert a batch of fresh rows in one transaction; rows whose share hash is already
