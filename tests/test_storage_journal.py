@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from poolserver.storage.engine import create_engine
 from poolserver.storage.journal import ShareJournal, new_uid, share_row
@@ -131,6 +131,25 @@ async def test_put_many_settles_each_share_after_commit(engine, db_url, tmp_path
     finally:
         await journal.close()
         await other.dispose()
+
+
+async def test_journal_holds_no_pooled_connection_after_close(engine, tmp_path):
+    """On PostgreSQL the flusher keeps its own AUTOCOMMIT connection between batches (one round
+    trip per batch); it is returned when the journal closes, so restarts do not leak pool
+    slots, and a batch with a conflict still records it."""
+    journal = ShareJournal(engine, tmp_path / "spool", flush_interval_ms=1)
+    await journal.start()
+    try:
+        for k in range(3):
+            assert await journal.put_many([make_share(10 * k + i) for i in range(5)]) == [None] * 5
+        outcomes = await journal.put_many([make_share(0), make_share(99)])
+        assert [type(o).__name__ for o in outcomes] == ["DuplicateShare", "NoneType"]
+    finally:
+        await journal.close()
+    assert engine.pool.checkedout() == 0
+    assert await count(engine) == 16
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM share_conflicts"))).scalar() == 1
 
 
 async def test_put_many_with_the_database_down_spools_then_acks(tmp_path):

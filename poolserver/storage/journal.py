@@ -40,7 +40,7 @@ import orjson
 from sqlalchemy import select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from poolserver.storage.models import Share, ShareConflict
 from poolserver.storage.schema import SchemaError, check_schema
@@ -310,6 +310,9 @@ class ShareJournal:
         self._flusher: asyncio.Task[None] | None = None
         self._replayer: asyncio.Task[None] | None = None
         self._schema_ok = False
+        # PostgreSQL: the flusher's own connection in AUTOCOMMIT mode (see _insert_autocommit);
+        # opened on first use, dropped on any error (the next batch opens a fresh one).
+        self._live: AsyncConnection | None = None
 
     @property
     def db_available(self) -> bool:
@@ -379,6 +382,7 @@ class ShareJournal:
         self._full.set()
         if self._flusher is not None:
             await self._flusher
+        await self._drop_live()
         if self._replayer is not None and not self._replayer.done():
             if self._db_ok:
                 await self._replayer
@@ -462,9 +466,59 @@ class ShareJournal:
 
     async def _insert_rows(self, rows: Sequence[dict[str, Any]]) -> StoreResult:
         """Insert a batch of fresh rows in one transaction; rows whose share hash is already
-        stored are recorded as ``live`` conflicts in the same transaction."""
+        stored are recorded as ``live`` conflicts (on PostgreSQL in a second transaction, see
+        ``_insert_autocommit``)."""
+        if self._returns_uids:
+            return await self._insert_autocommit(rows)
         async with self.engine.begin() as conn:
             return await self._store(conn, rows, "live")
+
+    async def _insert_autocommit(self, rows: Sequence[dict[str, Any]]) -> StoreResult:
+        """PostgreSQL: one round trip per batch. The one ``INSERT ... SELECT FROM unnest ...
+        RETURNING uid`` statement runs on the journal's own AUTOCOMMIT connection, so it is its
+        own (implicit) transaction: all of it or nothing, and committed (WAL flushed, with the
+        default ``synchronous_commit``) before the server's ReadyForQuery, which the driver
+        waits for before returning. A pooled transaction costs five more round trips per batch
+        (pool pre-ping, BEGIN, COMMIT, the checkout's reset) in the pool process and in
+        PostgreSQL. Rows refused by ``ON CONFLICT`` (rare: a hash already stored) are told
+        apart and recorded in ``share_conflicts`` in a pooled transaction right after; if that
+        fails, the batch is spooled like any failed batch and its stored rows are same-uid
+        replays at replay (idempotent)."""
+        conn = self._live
+        if conn is None:
+            conn = await self.engine.connect()
+            try:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+            except BaseException:
+                await conn.close()
+                raise
+            self._live = conn
+        try:
+            result = await conn.exec_driver_sql(self._sql, self._params(rows))
+            returned = result.scalars().all()
+        except BaseException:
+            await self._drop_live()
+            raise
+        if len(returned) == len(rows):
+            return StoreResult(len(rows), [])
+        inserted = {bytes(u) for u in returned}
+        refused = [r for r in rows if r["uid"] not in inserted]
+        async with self.engine.begin() as tx:
+            present = await self._present(tx, Share.__table__.c.uid, [r["uid"] for r in refused])
+            conflicts = [r for r in refused if r["uid"] not in present]
+            if conflicts:
+                await self._record_conflicts(tx, conflicts, "live")
+        return StoreResult(len(rows) - len(conflicts), conflicts)
+
+    async def _drop_live(self) -> None:
+        conn, self._live = self._live, None
+        if conn is None:
+            return
+        try:
+            await conn.invalidate()  # after an error its state is unknown: never pooled again
+            await conn.close()
+        except Exception as exc:
+            log.debug("share journal: closing the live connection: %r", exc)
 
     async def _store(self, conn: Any, rows: Sequence[dict[str, Any]], source: str) -> StoreResult:
         """Insert ``rows`` (inside the caller's transaction); rows not stored whose uid is not
