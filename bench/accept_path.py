@@ -92,19 +92,31 @@ def tree_cpu_s(root_pid: int) -> float:
 
 
 class BenchMiner(Miner):
-    """The stratum_load miner, taking ntime from the pool's own notify (a real job)."""
+    """The stratum_load miner, with the ntime of its own pool's latest notify (instances run
+    their own embedded chains, whose templates' times differ)."""
+
+    ntime = b""
 
     def data_received(self, data: bytes) -> None:
-        if not self.gen.ntime and b"mining.notify" in data:
+        if b'"mining.notify"' in data:
             import orjson
 
             for line in data.split(b"\n"):
-                if b"mining.notify" in line:
+                if b'"mining.notify"' in line:
                     msg = orjson.loads(line)
                     if msg.get("method") == "mining.notify":
-                        self.gen.ntime = msg["params"][7].encode()
-                        break
+                        self.ntime = msg["params"][7].encode()
         super().data_received(data)
+
+    def submit(self) -> None:
+        self.en2 += 1
+        mid = self.next_id
+        self.next_id += 1
+        self.sent[mid] = time.perf_counter()
+        self.t.write(
+            b'{"id":%d,"method":"mining.submit","params":["bench.w","%s","%016x","%s","%08x"]}\n'
+            % (mid, self.job_id.encode(), self.en2, self.ntime, self.en2 * 2654435761 & 0xFFFFFFFF)
+        )
 
 
 @dataclass
