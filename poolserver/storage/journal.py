@@ -310,7 +310,7 @@ class ShareJournal:
         self._flusher: asyncio.Task[None] | None = None
         self._replayer: asyncio.Task[None] | None = None
         self._schema_ok = False
-        # PostgreSQL: the flusher's own connection in AUTOCOMMIT mode (see _insert_autocommit);
+        # The flusher's own connection (PostgreSQL: in AUTOCOMMIT mode, see _insert_autocommit);
         # opened on first use, dropped on any error (the next batch opens a fresh one).
         self._live: AsyncConnection | None = None
 
@@ -465,15 +465,36 @@ class ShareJournal:
                 waiter.settle(i, None)
 
     async def _insert_rows(self, rows: Sequence[dict[str, Any]]) -> StoreResult:
-        """Insert a batch of fresh rows in one transaction; rows whose share hash is already
-        stored are recorded as ``live`` conflicts (on PostgreSQL in a second transaction, see
-        ``_insert_autocommit``)."""
+        """Insert a batch of fresh rows, committed before this returns; rows whose share hash
+        is already stored are recorded as ``live`` conflicts (on PostgreSQL in a second
+        transaction, see ``_insert_autocommit``). The flusher keeps its own connection between
+        batches (no pool checkout, pre-ping or reset per batch); any error drops it."""
+        conn = await self._live_connection()
         if self._returns_uids:
-            return await self._insert_autocommit(rows)
-        async with self.engine.begin() as conn:
-            return await self._store(conn, rows, "live")
+            return await self._insert_autocommit(conn, rows)
+        try:
+            async with conn.begin():
+                return await self._store(conn, rows, "live")
+        except BaseException:
+            await self._drop_live()
+            raise
 
-    async def _insert_autocommit(self, rows: Sequence[dict[str, Any]]) -> StoreResult:
+    async def _live_connection(self) -> AsyncConnection:
+        conn = self._live
+        if conn is None:
+            conn = await self.engine.connect()
+            if self._returns_uids:
+                try:
+                    await conn.execution_options(isolation_level="AUTOCOMMIT")
+                except BaseException:
+                    await conn.close()
+                    raise
+            self._live = conn
+        return conn
+
+    async def _insert_autocommit(
+        self, conn: AsyncConnection, rows: Sequence[dict[str, Any]]
+    ) -> StoreResult:
         """PostgreSQL: one round trip per batch. The one ``INSERT ... SELECT FROM unnest ...
         RETURNING uid`` statement runs on the journal's own AUTOCOMMIT connection, so it is its
         own (implicit) transaction: all of it or nothing, and committed (WAL flushed, with the
@@ -484,15 +505,6 @@ class ShareJournal:
         apart and recorded in ``share_conflicts`` in a pooled transaction right after; if that
         fails, the batch is spooled like any failed batch and its stored rows are same-uid
         replays at replay (idempotent)."""
-        conn = self._live
-        if conn is None:
-            conn = await self.engine.connect()
-            try:
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
-            except BaseException:
-                await conn.close()
-                raise
-            self._live = conn
         try:
             result = await conn.exec_driver_sql(self._sql, self._params(rows))
             returned = result.scalars().all()
