@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from poolserver.storage.engine import create_engine
 from poolserver.storage.journal import ShareJournal, new_uid, share_row
 from poolserver.storage.models import Share
 from poolserver.storage.spool import Spool, decode_row, encode_row
-from stratum.interfaces import AcceptedShare
+from stratum.interfaces import AcceptedShare, DuplicateShare
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -101,6 +101,77 @@ async def test_group_commit_batches_by_size(engine, tmp_path):
     assert journal.stats.batches == 10
     await journal.close()
     assert await count(engine) == 1000
+
+
+async def test_put_many_settles_each_share_after_commit(engine, db_url, tmp_path):
+    """One call for many shares (the Stratum server's accepted shares of one hash batch): it
+    returns only once every share is committed, with one outcome per share in order: None when
+    stored, the ValueError naming the field for a malformed share (not stored), DuplicateShare
+    for a hash already stored. A call spanning several group commits waits for all of them."""
+    journal = ShareJournal(engine, tmp_path / "spool", flush_interval_ms=30, batch_size=4)
+    await journal.start()
+    other = create_engine(db_url)
+    try:
+        await journal.put(make_share(3))
+        shares = [make_share(i) for i in range(10)]
+        shares[5] = make_share(5, peer=7)  # malformed
+        task = asyncio.create_task(journal.put_many(shares))
+        await asyncio.sleep(0.005)
+        assert not task.done()
+        outcomes = await task
+        assert [type(o).__name__ for o in outcomes] == (
+            ["NoneType"] * 3 + ["DuplicateShare", "NoneType", "ValueError"] + ["NoneType"] * 4
+        )
+        assert isinstance(outcomes[3], DuplicateShare)
+        assert "share.peer" in str(outcomes[5])
+        assert await count(other) == 1 + 8  # committed before the call returned
+        assert journal.stats.duplicates == 1
+        assert await journal.put_many([]) == []
+        assert await journal.put_many([make_share(5, peer=7)]) != [None]
+    finally:
+        await journal.close()
+        await other.dispose()
+
+
+async def test_journal_holds_no_pooled_connection_after_close(engine, tmp_path):
+    """On PostgreSQL the flusher keeps its own AUTOCOMMIT connection between batches (one round
+    trip per batch); it is returned when the journal closes, so restarts do not leak pool
+    slots, and a batch with a conflict still records it."""
+    journal = ShareJournal(engine, tmp_path / "spool", flush_interval_ms=1)
+    await journal.start()
+    try:
+        for k in range(3):
+            assert await journal.put_many([make_share(10 * k + i) for i in range(5)]) == [None] * 5
+        outcomes = await journal.put_many([make_share(0), make_share(99)])
+        assert [type(o).__name__ for o in outcomes] == ["DuplicateShare", "NoneType"]
+    finally:
+        await journal.close()
+    assert engine.pool.checkedout() == 0
+    assert await count(engine) == 16
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM share_conflicts"))).scalar() == 1
+
+
+async def test_put_many_with_the_database_down_spools_then_acks(tmp_path):
+    """Database unusable (no schema): a ``put_many``'s shares are fsync'd to the spool and
+    settled as stored; with the spool unwritable too, each share gets JournalUnavailable."""
+    from poolserver.storage.journal import JournalUnavailable
+
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}")
+    journal = ShareJournal(engine, tmp_path / "spool", flush_interval_ms=1, retry_interval_s=60)
+    await journal.start()
+    try:
+        assert not journal.db_available
+        assert await journal.put_many([make_share(i) for i in range(5)]) == [None] * 5
+        assert journal.stats.spooled == 5
+        assert len(Spool.read(Spool(tmp_path / "spool").active)) == 5
+        (tmp_path / "not-a-dir").write_text("x")
+        journal.spool = Spool(tmp_path / "not-a-dir" / "spool")
+        outcomes = await journal.put_many([make_share(i) for i in range(5, 8)])
+        assert [type(o) for o in outcomes] == [JournalUnavailable] * 3
+    finally:
+        await journal.close()
+        await engine.dispose()
 
 
 @pytest.mark.parametrize(

@@ -40,7 +40,7 @@ import orjson
 from sqlalchemy import select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from poolserver.storage.models import Share, ShareConflict
 from poolserver.storage.schema import SchemaError, check_schema
@@ -77,6 +77,14 @@ class JournalClosed(RuntimeError):
 def new_uid() -> bytes:
     """A time-ordered unique share id: 48-bit Unix milliseconds + 80 random bits."""
     return (time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10)
+
+
+def new_uids(n: int) -> list[bytes]:
+    """``n`` uids as ``new_uid`` makes them (same millisecond prefix, 80 random bits each), from
+    one clock read and one ``getrandom`` call."""
+    prefix = (time.time_ns() // 1_000_000).to_bytes(6, "big")
+    rnd = os.urandom(10 * n)
+    return [prefix + rnd[i : i + 10] for i in range(0, 10 * n, 10)]
 
 
 def share_row(share: AcceptedShare, uid: bytes) -> dict[str, Any]:
@@ -230,6 +238,36 @@ class JournalStats:
     batch_size: Histogram = field(default_factory=lambda: Histogram(BATCH_SIZE_BUCKETS))
 
 
+_UNSETTLED: Any = object()
+
+
+class _Waiter:
+    """One ``put`` / ``put_many`` call: the outcome of each of its shares (None = stored, else
+    the exception), handed back once the last of them is written (a call's shares may span two
+    group commits). One future per call, not per share. Settling a share twice is a no-op."""
+
+    __slots__ = ("fut", "left", "outcomes")
+
+    def __init__(self, outcomes: list[BaseException | None], left: int) -> None:
+        self.fut: asyncio.Future[list[BaseException | None]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self.outcomes = outcomes
+        self.left = left
+
+    def settle(self, index: int, outcome: BaseException | None) -> None:
+        if self.outcomes[index] is not _UNSETTLED:
+            return
+        self.outcomes[index] = outcome
+        self.left -= 1
+        if self.left == 0 and not self.fut.done():  # done: the caller was cancelled
+            self.fut.set_result(self.outcomes)
+
+
+# a queued row: (row, the call waiting for it, the row's index in that call)
+_Entry = tuple[dict[str, Any], _Waiter, int]
+
+
 @dataclass(frozen=True)
 class StoreResult:
     inserted: int  # rows new in ``shares``
@@ -262,7 +300,7 @@ class ShareJournal:
         self.stats = JournalStats()
         self._sql, self._params = driver_insert(engine)
         self._returns_uids = engine.dialect.name == "postgresql"
-        self._pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._pending: list[_Entry] = []
         self._first_at = 0.0
         self._has_items = asyncio.Event()
         self._full = asyncio.Event()
@@ -272,6 +310,9 @@ class ShareJournal:
         self._flusher: asyncio.Task[None] | None = None
         self._replayer: asyncio.Task[None] | None = None
         self._schema_ok = False
+        # The flusher's own connection (PostgreSQL: in AUTOCOMMIT mode, see _insert_autocommit);
+        # opened on first use, dropped on any error (the next batch opens a fresh one).
+        self._live: AsyncConnection | None = None
 
     @property
     def db_available(self) -> bool:
@@ -297,16 +338,41 @@ class ShareJournal:
         """
         if self._closing:
             raise JournalClosed("the share journal is closed")
-        row = share_row(share, new_uid())
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter = _Waiter([_UNSETTLED], 1)
+        self._enqueue([(share_row(share, new_uid()), waiter, 0)])
+        outcome = (await waiter.fut)[0]
+        if outcome is not None:
+            raise outcome
+
+    async def put_many(self, shares: Sequence[AcceptedShare]) -> list[BaseException | None]:
+        """``put`` for several shares at once (the Stratum server's accepted shares of one hash
+        batch): one outcome per share, in order: None once it is durable, else the exception
+        ``put`` would raise for it (ValueError for a malformed share, which is not queued;
+        ``DuplicateShare``; ``JournalUnavailable``). Returns when every share is settled."""
+        if self._closing:
+            raise JournalClosed("the share journal is closed")
+        outcomes: list[BaseException | None] = [_UNSETTLED] * len(shares)
+        waiter = _Waiter(outcomes, 0)
+        entries: list[_Entry] = []
+        for i, (share, uid) in enumerate(zip(shares, new_uids(len(shares)), strict=True)):
+            try:
+                entries.append((share_row(share, uid), waiter, i))
+            except ValueError as exc:
+                outcomes[i] = exc
+        if not entries:
+            return outcomes
+        waiter.left = len(entries)
+        self._enqueue(entries)
+        return await waiter.fut
+
+    def _enqueue(self, entries: list[_Entry]) -> None:
         pending = self._pending
-        pending.append((row, fut))
-        if len(pending) == 1:
+        if not pending:
             self._first_at = time.monotonic()
             self._has_items.set()
-        elif len(pending) >= self.batch_size:
+        pending.extend(entries)
+        if len(pending) >= self.batch_size:
             self._full.set()
-        await fut
 
     async def close(self) -> None:
         """Flush everything pending, then stop. A spool that could not be replayed yet stays on
@@ -316,6 +382,7 @@ class ShareJournal:
         self._full.set()
         if self._flusher is not None:
             await self._flusher
+        await self._drop_live()
         if self._replayer is not None and not self._replayer.done():
             if self._db_ok:
                 await self._replayer
@@ -351,13 +418,12 @@ class ShareJournal:
                 await self._write(batch)
             except Exception as exc:  # never let the flusher die: fail this batch's puts
                 log.exception("share journal: batch of %d could not be stored", len(batch))
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(JournalUnavailable(f"share not stored: {exc}"))
+                for _, waiter, i in batch:
+                    waiter.settle(i, JournalUnavailable(f"share not stored: {exc}"))
 
-    async def _write(self, batch: list[tuple[dict[str, Any], asyncio.Future[None]]]) -> None:
+    async def _write(self, batch: list[_Entry]) -> None:
         started = time.perf_counter()
-        rows = [row for row, _ in batch]
+        rows = [entry[0] for entry in batch]
         stored = False
         refused: dict[bytes, dict[str, Any]] = {}
         if self._db_ok:
@@ -384,27 +450,87 @@ class ShareJournal:
         self.stats.batches += 1
         self.stats.flush_seconds.observe(time.perf_counter() - started)
         self.stats.batch_size.observe(len(rows))
-        for row, fut in batch:
-            if fut.done():
-                continue
-            if row["uid"] in refused:
+        for row, waiter, i in batch:
+            if refused and row["uid"] in refused:
                 self.stats.duplicates += 1
                 log.info(
                     "share journal: duplicate share refused: %s.%s hash %s (recorded in "
                     "share_conflicts)",
                     row["account"], row["worker"], row["share_hash"][::-1].hex(),
                 )  # fmt: skip
-                fut.set_exception(
-                    DuplicateShare(f"share {row['share_hash'][::-1].hex()} is already stored")
+                waiter.settle(
+                    i, DuplicateShare(f"share {row['share_hash'][::-1].hex()} is already stored")
                 )
             else:
-                fut.set_result(None)
+                waiter.settle(i, None)
 
     async def _insert_rows(self, rows: Sequence[dict[str, Any]]) -> StoreResult:
-        """Insert a batch of fresh rows in one transaction; rows whose share hash is already
-        stored are recorded as ``live`` conflicts in the same transaction."""
-        async with self.engine.begin() as conn:
-            return await self._store(conn, rows, "live")
+        """Insert a batch of fresh rows, committed before this returns; rows whose share hash
+        is already stored are recorded as ``live`` conflicts (on PostgreSQL in a second
+        transaction, see ``_insert_autocommit``). The flusher keeps its own connection between
+        batches (no pool checkout, pre-ping or reset per batch); any error drops it."""
+        conn = await self._live_connection()
+        if self._returns_uids:
+            return await self._insert_autocommit(conn, rows)
+        try:
+            async with conn.begin():
+                return await self._store(conn, rows, "live")
+        except BaseException:
+            await self._drop_live()
+            raise
+
+    async def _live_connection(self) -> AsyncConnection:
+        conn = self._live
+        if conn is None:
+            conn = await self.engine.connect()
+            if self._returns_uids:
+                try:
+                    await conn.execution_options(isolation_level="AUTOCOMMIT")
+                except BaseException:
+                    await conn.close()
+                    raise
+            self._live = conn
+        return conn
+
+    async def _insert_autocommit(
+        self, conn: AsyncConnection, rows: Sequence[dict[str, Any]]
+    ) -> StoreResult:
+        """PostgreSQL: one round trip per batch. The one ``INSERT ... SELECT FROM unnest ...
+        RETURNING uid`` statement runs on the journal's own AUTOCOMMIT connection, so it is its
+        own (implicit) transaction: all of it or nothing, and committed (WAL flushed, with the
+        default ``synchronous_commit``) before the server's ReadyForQuery, which the driver
+        waits for before returning. A pooled transaction costs five more round trips per batch
+        (pool pre-ping, BEGIN, COMMIT, the checkout's reset) in the pool process and in
+        PostgreSQL. Rows refused by ``ON CONFLICT`` (rare: a hash already stored) are told
+        apart and recorded in ``share_conflicts`` in a pooled transaction right after; if that
+        fails, the batch is spooled like any failed batch and its stored rows are same-uid
+        replays at replay (idempotent)."""
+        try:
+            result = await conn.exec_driver_sql(self._sql, self._params(rows))
+            returned = result.scalars().all()
+        except BaseException:
+            await self._drop_live()
+            raise
+        if len(returned) == len(rows):
+            return StoreResult(len(rows), [])
+        inserted = {bytes(u) for u in returned}
+        refused = [r for r in rows if r["uid"] not in inserted]
+        async with self.engine.begin() as tx:
+            present = await self._present(tx, Share.__table__.c.uid, [r["uid"] for r in refused])
+            conflicts = [r for r in refused if r["uid"] not in present]
+            if conflicts:
+                await self._record_conflicts(tx, conflicts, "live")
+        return StoreResult(len(rows) - len(conflicts), conflicts)
+
+    async def _drop_live(self) -> None:
+        conn, self._live = self._live, None
+        if conn is None:
+            return
+        try:
+            await conn.invalidate()  # after an error its state is unknown: never pooled again
+            await conn.close()
+        except Exception as exc:
+            log.debug("share journal: closing the live connection: %r", exc)
 
     async def _store(self, conn: Any, rows: Sequence[dict[str, Any]], source: str) -> StoreResult:
         """Insert ``rows`` (inside the caller's transaction); rows not stored whose uid is not
