@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -28,6 +29,23 @@ async def test_upgrade_creates_head_and_matches_models(empty_db_url):
         assert await schema.upgrade(engine) == schema.heads()
     finally:
         await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_instances_starting_together_migrate_once(empty_db_url):
+    """Scale-out: several instances started at once on an empty PostgreSQL database all reach
+    head; without the migration lock they raced on CREATE TABLE alembic_version and all but one
+    failed with a unique violation."""
+    if not empty_db_url.startswith("postgresql"):
+        pytest.skip("SQLite serves one instance")
+    engines = [create_engine(empty_db_url) for _ in range(3)]
+    try:
+        results = await asyncio.gather(*(schema.upgrade(e) for e in engines))
+        assert results == [schema.heads()] * 3
+        await schema.check_schema(engines[0])
+    finally:
+        for e in engines:
+            await e.dispose()
 
 
 async def test_empty_database_is_refused_with_the_fix_command(empty_db_url):

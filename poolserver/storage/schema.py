@@ -51,6 +51,10 @@ async def is_empty(engine: AsyncEngine) -> bool:
     return not names
 
 
+# pg_advisory_xact_lock key held while migrating ("qaz_sch" in ASCII)
+MIGRATION_LOCK = 0x71617A5F736368
+
+
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> tuple[str, ...]:
     """Apply migrations up to ``revision`` in one transaction; returns the new current revision."""
 
@@ -70,6 +74,11 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> tuple[str, ...
             await conn.commit()
         try:
             async with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    # Several instances starting at once on one database: the first migrates,
+                    # the others wait here and then find the schema at head (Alembic reads the
+                    # version after the lock), instead of racing on CREATE TABLE alembic_version.
+                    await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
                 await conn.run_sync(run)
                 if sqlite:
                     broken = (await conn.exec_driver_sql("PRAGMA foreign_key_check")).all()
