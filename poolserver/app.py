@@ -391,7 +391,7 @@ class PoolApp:
         took = self.server.new_job(job)
         if job.clean_jobs:
             self.notify_seconds.observe(took)
-        log.info(
+        log.debug(
             "job %s height %d%s sent to %d miners in %.1f ms",
             job.job_id,
             job.height,

@@ -32,6 +32,8 @@ class PoolConfig:
     # hand out the same extranonce1.
     node_id: int = 0
     log_level: str = "INFO"
+    # "text" (one line, UTC+5 time) or "json" (one object per line for log shippers).
+    log_format: str = "text"
     # Instances sharing one database: the node_id is leased in the database with this TTL
     # (renewed every TTL/3); a second live process with the same node_id is refused at startup,
     # a restart after kill -9 waits at most this long.
