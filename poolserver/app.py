@@ -166,6 +166,7 @@ class PoolApp:
         self.loop_sampler: Any = None
         self.db_poller: Any = None
         self.deadline_reminder: Any = None
+        self.clock_watch: Any = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -187,6 +188,10 @@ class PoolApp:
             self.rpc = instrument_nodes(template_feed.rpc_from_config(cfg), self.rpc_stats)
         log.info("template source: %s", getattr(self.rpc, "name", type(self.rpc).__name__))
         await template_feed.startup_check(self.rpc, cfg)
+        from poolserver.bitcoin.clock import ClockWatch
+
+        self.clock_watch = ClockWatch(self.rpc, cfg.clock)
+        await self.clock_watch.startup()  # ClockSkewError: a gross skew refuses the start
         if self.sink is None:
             from poolserver.storage_config import open_storage_from_config
 
@@ -264,6 +269,7 @@ class PoolApp:
             self._unsubscribe_cutoff = connect_cutoff(self.register_policy.events, self.server)
         self.stratum_addresses = await self.server.start()
         self._start_deadline_reminder()
+        self.clock_watch.start()
         if cfg.metrics.enabled:
             self._start_metrics()
         log.info(
@@ -356,6 +362,7 @@ class PoolApp:
             notify=self.notify_seconds,
             payouts=self.payout_service.stats if self.payout_service is not None else None,
             deadline=self.deadline_reminder,
+            clock=self.clock_watch,
         )
         self.metrics_server, _ = start_metrics(
             cfg.metrics.host, cfg.metrics.port, self.stats, sources=sources
@@ -415,7 +422,8 @@ class PoolApp:
             await self.block_recovery.stop()
         if self.block_sink is not None:
             await self.block_sink.drain()
-        for sampler in (self.loop_sampler, self.db_poller, self.deadline_reminder):
+        for sampler in (self.loop_sampler, self.db_poller, self.deadline_reminder,
+                        self.clock_watch):  # fmt: skip
             if sampler is not None:
                 await sampler.stop()
         if self.payout_service is not None:

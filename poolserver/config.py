@@ -243,6 +243,19 @@ class ReportsConfig:
 
 
 @dataclass
+class ClockConfig:
+    # Host clock against the chain (poolserver/bitcoin/clock.py): at startup and this often
+    # (seconds; 0 = only at startup).
+    check_interval_s: float = 600.0
+    # main/test/signet: a tip older than this by the host clock means the host is ahead.
+    max_tip_age_s: float = 7200.0
+    # Warn when the host clock is this far outside the chain's bounds; refuse to start beyond
+    # refuse_s (0 = never refuse).
+    warn_s: float = 60.0
+    refuse_s: float = 3600.0
+
+
+@dataclass
 class Config:
     pool: PoolConfig = field(default_factory=PoolConfig)
     stratum: StratumConfig = field(default_factory=StratumConfig)
@@ -253,6 +266,7 @@ class Config:
     payouts: PayoutsConfig = field(default_factory=PayoutsConfig)
     register: RegisterConfig = field(default_factory=RegisterConfig)
     reports: ReportsConfig = field(default_factory=ReportsConfig)
+    clock: ClockConfig = field(default_factory=ClockConfig)
 
     @property
     def data_path(self) -> Path:

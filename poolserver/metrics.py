@@ -68,6 +68,7 @@ class Sources:
     payouts: Any = None  # poolserver.payout_service.PayoutStats (None: no payout service)
     notify: Histogram = field(default_factory=lambda: Histogram(NOTIFY_BUCKETS))
     deadline: Any = None  # poolserver.report_deadline.DeadlineReminder (.current() -> stats)
+    clock: Any = None  # poolserver.bitcoin.clock.ClockWatch (.last reading, .checks)
 
 
 def _gauge(name: str, doc: str, value: float, unit: str = "") -> Metric:
@@ -128,6 +129,7 @@ class PoolCollector(Collector):
         yield from self._db()
         yield from self._payouts()
         yield from self._report_deadline()
+        yield from self._clock()
 
     # ---- families ---------------------------------------------------------------------------
     def _build(self) -> Iterator[Metric]:
@@ -602,6 +604,22 @@ class PoolCollector(Collector):
             "Calendar days (UTC+5) until the due day of the previous month's income reports, "
             "x 86400 (0 on the due day, negative once overdue)",
             st.days_left * 86400,
+        )
+
+    def _clock(self) -> Iterator[Metric]:
+        """Issue 17: the host clock's distance outside the chain's bounds (bitcoin/clock.py)."""
+        if self.s.clock is None or self.s.clock.last is None:
+            return
+        yield _gauge(
+            "qazpool_clock_skew_seconds",
+            "Host clock minus the nearest bound the chain puts on the real time (0 inside the "
+            "bounds, negative = host behind); a lower bound on the real skew",
+            self.s.clock.skew_s,
+        )
+        yield _counter(
+            "qazpool_clock_check_failures",
+            "Periodic clock checks the node did not answer",
+            self.s.clock.failures,
         )
 
 
