@@ -21,6 +21,8 @@ COMMANDS = [
     "payouts",
     "rates",
     "report",
+    "backup",
+    "service",
 ]
 
 
