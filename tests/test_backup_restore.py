@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 from sqlalchemy import func, select
 
 from poolserver.backup.database import libpq_args
+from poolserver.cli import main
 from poolserver.storage.engine import create_engine
 from poolserver.storage.models import FoundBlock, LedgerEntry, Share
 from tests.payout_support import seed_register
@@ -78,24 +80,37 @@ def small_pool(tmp: Path, data: Path, url: str, port: int) -> Path:
                         shares_per_block=40, extra=PAYOUTS)  # fmt: skip
 
 
-# ---- refusals (fast) ---------------------------------------------------------------------------
+# ---- refusals (fast; the CLI in-process) --------------------------------------------------------
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], config: Path, *args: str) -> tuple[int, str, str]:
+    code = main(["--config", str(config), *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A stopped pool's data dir (schema, seeded register, report key) and its backup."""
+    tmp = tmp_path_factory.mktemp("backup")
+    data = tmp / "a" / "data"
+    cfg = small_pool(tmp / "a", data, "", free_port())
+    assert main(["--config", str(cfg), "db", "upgrade"]) == 0
+    asyncio.run(seed(f"sqlite+aiosqlite:///{data / 'qazpool.sqlite3'}"))
+    assert main(["--config", str(cfg), "report", "keygen"]) == 0
+    assert main(["--config", str(cfg), "backup", str(tmp / "bk")]) == 0
+    return cfg, tmp / "bk"
 
 
 @pytest.fixture
-def backed_up(tmp_path: Path) -> tuple[Path, Path]:
-    """A stopped pool's data dir (schema, register) and its backup."""
-    cfg = small_pool(tmp_path / "a", tmp_path / "a" / "data", "", free_port())
-    (tmp_path / "a" / "data").mkdir()
-    url = f"sqlite+aiosqlite:///{tmp_path / 'a' / 'data' / 'qazpool.sqlite3'}"
-    assert cli(cfg, "db", "upgrade").returncode == 0
-    asyncio.run(seed(url))
-    assert cli(cfg, "report", "keygen").returncode == 0
-    out = cli(cfg, "backup", str(tmp_path / "bk"))
-    assert out.returncode == 0, out.stderr
+def backed_up(pristine: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
+    """The pristine backup, copied for one test to alter."""
+    cfg, bk = pristine
+    shutil.copytree(bk, tmp_path / "bk")
     return cfg, tmp_path / "bk"
 
 
-def test_backup_lists_every_file_with_its_hash_and_the_anchor(backed_up):
+def test_backup_lists_every_file_with_its_hash_and_the_anchor(backed_up, capsys):
     cfg, bk = backed_up
     manifest = json.loads((bk / "MANIFEST.json").read_text())
     roles = {f["role"] for f in manifest["files"]}
@@ -103,44 +118,72 @@ def test_backup_lists_every_file_with_its_hash_and_the_anchor(backed_up):
     assert manifest["alembic_revision"] and manifest["software_version"]
     seq, digest = manifest["audit_anchor"].split(":")
     assert int(seq) >= 10 and len(digest) == 64  # seed_register wrote entries
-    head = cli(cfg, "audit", "head")
-    assert head.stdout.strip() == manifest["audit_anchor"]
+    code, out, _ = run_cli(capsys, cfg, "audit", "head")
+    assert code == 0 and out.strip() == manifest["audit_anchor"]
     assert (bk / "keys" / "report-signing.key").stat().st_mode & 0o777 == 0o600
 
 
-def test_restore_refuses_altered_missing_or_extra_files_before_writing(backed_up, tmp_path):
+def test_restore_refuses_altered_missing_or_extra_files_before_writing(backed_up, tmp_path,
+                                                                       capsys):  # fmt: skip
     cfg, bk = backed_up
     target = tmp_path / "r"
     key = bk / "keys" / "report-signing.key"
     original = key.read_bytes()
     key.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
-    out = cli(cfg, "restore", str(bk), "--into", str(target))
-    assert out.returncode == 1 and "report-signing.key: sha256 differs" in out.stderr
+    code, _, err = run_cli(capsys, cfg, "restore", str(bk), "--into", str(target))
+    assert code == 1 and "report-signing.key: sha256 differs" in err
     assert not target.exists()
     key.write_bytes(original)
     (bk / "stray.txt").write_text("x")
-    out = cli(cfg, "restore", str(bk), "--into", str(target))
-    assert out.returncode == 1 and "stray.txt" in out.stderr
+    code, _, err = run_cli(capsys, cfg, "restore", str(bk), "--into", str(target))
+    assert code == 1 and "stray.txt" in err
     (bk / "stray.txt").unlink()
     (bk / "config" / "pool.toml").unlink()
-    out = cli(cfg, "restore", str(bk), "--into", str(target))
-    assert out.returncode == 1 and "pool.toml: missing" in out.stderr
+    code, _, err = run_cli(capsys, cfg, "restore", str(bk), "--into", str(target))
+    assert code == 1 and "pool.toml: missing" in err
     assert not target.exists()
 
 
-def test_restore_refuses_a_non_empty_target_and_backup_a_non_empty_dir(backed_up, tmp_path):
+def test_restore_refuses_a_non_empty_target_and_backup_a_non_empty_dir(backed_up, tmp_path,
+                                                                        capsys):  # fmt: skip
     cfg, bk = backed_up
     target = tmp_path / "r"
     target.mkdir()
     (target / "something").write_text("x")
-    out = cli(cfg, "restore", str(bk), "--into", str(target))
-    assert out.returncode == 1 and "not empty" in out.stderr
-    out = cli(cfg, "backup", str(bk))
-    assert out.returncode == 1 and "not empty" in out.stderr
+    code, _, err = run_cli(capsys, cfg, "restore", str(bk), "--into", str(target))
+    assert code == 1 and "not empty" in err
+    code, _, err = run_cli(capsys, cfg, "backup", str(bk))
+    assert code == 1 and "not empty" in err
     # the clean restore works and the restored register's chain verifies against the anchor
-    out = cli(cfg, "restore", str(bk), "--into", str(tmp_path / "ok"))
-    assert out.returncode == 0, out.stderr
-    assert "audit log: OK:" in out.stdout
+    code, out, err = run_cli(capsys, cfg, "restore", str(bk), "--into", str(tmp_path / "ok"))
+    assert code == 0, err
+    assert "audit log: OK: 10 entries" in out
+    assert (tmp_path / "ok" / "qazpool.sqlite3").is_file()
+    assert (tmp_path / "ok" / "report-signing.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_round_trip_on_each_database(db_backend, db_url, request, tmp_path, capsys):
+    """pg_dump / pg_restore (and the SQLite backup API) on a stopped pool's database."""
+    asyncio.run(seed(db_url))
+    cfg = small_pool(tmp_path / "a", tmp_path / "a" / "data", db_url, free_port())
+    code, out, err = run_cli(capsys, cfg, "backup", str(tmp_path / "bk"))
+    assert code == 0, err
+    name = "database.pgdump" if db_backend == "postgres" else "database.sqlite3"
+    assert (tmp_path / "bk" / name).stat().st_size > 0
+    if db_backend == "postgres":
+        server = request.getfixturevalue("pg_server")
+        new_url = server.url(server.new_database())
+    else:
+        new_url = ""
+    cfg2 = small_pool(tmp_path / "b", tmp_path / "b" / "data", new_url, free_port())
+    code, out, err = run_cli(capsys, cfg2, "restore", str(tmp_path / "bk"))
+    assert code == 0, err
+    assert "audit log: OK: 10 entries" in out
+    # a second restore into the now non-empty database is refused
+    if db_backend == "postgres":
+        cfg3 = small_pool(tmp_path / "c", tmp_path / "c" / "data", new_url, free_port())
+        code, _, err = run_cli(capsys, cfg3, "restore", str(tmp_path / "bk"))
+        assert code == 1 and "has tables" in err
 
 
 def test_libpq_arguments_from_the_storage_url():
