@@ -89,6 +89,10 @@ def example_config(data_dir: Path) -> bytes:
 def plan(*, user: str, config_path: Path, prefix: Path) -> list[Step]:
     """What install-service does, in order. An existing config is kept (and read for the
     ports); a new one is the example with ``data_dir`` in the state directory."""
+    for needed in (UNIT_TEMPLATE, EXAMPLE_CONFIG):
+        if not needed.is_file():
+            raise ServiceError(f"{needed} not found: run install-service from a qazpool "
+                               "checkout installed with `pip install -e .`")  # fmt: skip
     data_dir = Path(f"/var/lib/{user}")
     staged = prefix / config_path.relative_to("/")
     existing = staged.is_file()

@@ -30,7 +30,11 @@ def _install(args: argparse.Namespace) -> int:
         print("poolserver install-service: --config must be an absolute path", file=sys.stderr)
         return 2
     prefix = Path(args.prefix)
-    steps = plan(user=args.user, config_path=config_path, prefix=prefix)
+    try:
+        steps = plan(user=args.user, config_path=config_path, prefix=prefix)
+    except ServiceError as exc:
+        print(f"poolserver install-service: {exc}", file=sys.stderr)
+        return 1
     if args.dry_run:
         for s in steps:
             print(f"would {'keep' if s.keep else 'create'} {s.describe()}")
