@@ -70,7 +70,7 @@ def configure_logging(level: str, fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else KazakhstanTimeFormatter(FORMAT))
     root_level = logging.getLevelName(level.upper())
-    logging.basicConfig(level=root_level, handlers=[handler], force=True)
+    logging.basicConfig(level=root_level, handlers=[handler])  # no-op if already configured
     quiet = logging.INFO if root_level <= logging.DEBUG else logging.WARNING
     for name in QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(max(quiet, root_level))
