@@ -128,3 +128,19 @@ async def test_fake_bitcoind_tip_ahead_is_exported_and_rechecked(tmp_path):
     finally:
         await app.stop()
         await fake.stop()
+
+
+async def test_node_gone_at_the_clock_check_is_a_warning_not_a_failed_start(caplog):
+    from poolserver.bitcoin.node import NodeClient
+
+    fake = await FakeBitcoind().start()
+    client = NodeClient(fake.url, user=fake.user, password=fake.password, timeout=2)
+    try:
+        await fake.down()
+        watch = ClockWatch(client, ClockConfig())
+        assert await watch.startup() is None
+        assert watch.failures == 1 and watch.last is None
+        assert any("not checked at startup" in r.message for r in caplog.records)
+    finally:
+        await client.close()
+        await fake.stop()

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from poolserver import __version__
@@ -91,7 +92,7 @@ async def backup(config: Config, config_file: str | None, dest: Path, say: Say) 
     else:
         rel = db.PG_NAME
         db.pg_backup(url, dest / rel)
-    shown = create_engine_from_config(config).url.render_as_string(hide_password=True)
+    shown = make_url(url).render_as_string(hide_password=True)
     manifest.files.append(entry_for(dest, rel, "database", shown))
     say(f"database {shown}: {manifest.files[-1].size} bytes ({kind}, revision "
         f"{', '.join(revision)})")  # fmt: skip
@@ -146,7 +147,7 @@ async def restore(config: Config, src: Path, say: Say) -> RestoreResult:
         db.sqlite_restore(src / dbfile.path, url)
     else:
         db.pg_restore(src / dbfile.path, url)
-    shown = create_engine_from_config(config).url.render_as_string(hide_password=True)
+    shown = make_url(url).render_as_string(hide_password=True)
     say(f"database restored into {shown}")
     config_copy = None
     for f in manifest.files:
