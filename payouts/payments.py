@@ -2,8 +2,17 @@
 
 Outbox states::
 
-    pending ──send / reconcile──▶ broadcast(txid) ──enough confirmations──▶ confirmed
-       └──wallet refused (PaymentRejected)──▶ failed (debits refunded)
+    awaiting_approval ──operator approves──▶ pending ──send / reconcile──▶ broadcast(txid)
+       └──operator rejects──▶ failed           │        ──enough confirmations──▶ confirmed
+                                               └──wallet refused (PaymentRejected)──▶ failed
+                                                  (debits refunded)
+
+**Hot-wallet caps** (``max_payment_sats``, ``max_daily_sats``; 0 = off): a planned batch with an
+output above the per-payment cap, or that would take the Kazakhstan day's released total (batches
+sent or approved that day, ``PaymentOutbox.released_since``) above the daily cap, is stored with
+its debits in ``awaiting_approval`` instead of being sent: the money stays reserved and is not
+planned again. ``record_approved`` (an operator, ``poolserver payouts approve``) makes it
+``pending``; from there the ordinary protocol below sends it exactly once.
 
 The protocol (``run_payments`` implements it; storage implements ``PaymentOutbox``):
 
@@ -52,7 +61,7 @@ import enum
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Protocol
 
 from payouts.allocation import Allocation
@@ -62,6 +71,7 @@ from payouts.types import POOL_ACCOUNT, require_int, require_miner_id, require_s
 
 
 class PaymentStatus(enum.StrEnum):
+    AWAITING_APPROVAL = "awaiting_approval"
     PENDING = "pending"
     BROADCAST = "broadcast"
     CONFIRMED = "confirmed"
@@ -109,9 +119,15 @@ class PaymentBatch:
     failure: str | None = None
     fee_sats: int | None = None  # the transaction's network fee, from the wallet once sent
     fee_policy: TxFeePolicy = TxFeePolicy.POOL
+    hold_reason: str | None = None  # why it awaits (or awaited) an operator's approval
+    approved_by: str | None = None  # the operator who approved it
+    approved_at: datetime | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "created_at", require_utc(self.created_at, "batch.created_at"))
+        if self.approved_at is not None:
+            object.__setattr__(self, "approved_at",
+                               require_utc(self.approved_at, "batch.approved_at"))
         object.__setattr__(self, "status", PaymentStatus(self.status))
         object.__setattr__(self, "fee_policy", TxFeePolicy(self.fee_policy))
         if self.fee_sats is not None:
@@ -129,6 +145,11 @@ class PaymentBatch:
     @property
     def total_sats(self) -> int:
         return sum(o.amount_sats for o in self.outputs)
+
+    @property
+    def released_at(self) -> datetime:
+        """When the money was let go: the approval, else the plan (for the daily cap)."""
+        return self.approved_at or self.created_at
 
     def wallet_outputs(self) -> dict[str, int]:
         """Outputs as the wallet takes them: address → sats (miners sharing an address merged)."""
@@ -196,6 +217,11 @@ class PaymentOutbox(Protocol):
         """Hold ``miner_id``'s payouts to ``address`` (the wallet refused it alone)."""
         ...
 
+    async def released_since(self, start: datetime) -> int:
+        """Satoshis of batches pending, broadcast or confirmed whose ``released_at`` is at or
+        after ``start`` (the daily cap's "paid today")."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class PayoutParams:
@@ -204,6 +230,8 @@ class PayoutParams:
     confirmations_required: int = 1
     fee_policy: TxFeePolicy = TxFeePolicy.POOL
     fee_reserve_sats: int = 0  # kept back from the budget per batch when the pool pays the fee
+    max_payment_sats: int = 0  # an output above this waits for approval (0 = no cap)
+    max_daily_sats: int = 0  # more than this released per Kazakhstan day waits (0 = no cap)
 
     def __post_init__(self) -> None:
         require_sats(self.min_payout_sats, "payouts.min_payout_sats", positive=True)
@@ -211,6 +239,8 @@ class PayoutParams:
         require_int(self.confirmations_required, "payouts.confirmations_required", minimum=1)
         object.__setattr__(self, "fee_policy", TxFeePolicy(self.fee_policy))
         require_sats(self.fee_reserve_sats, "payouts.fee_reserve_sats")
+        require_sats(self.max_payment_sats, "payouts.max_payment_sats")
+        require_sats(self.max_daily_sats, "payouts.max_daily_sats")
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +255,7 @@ class PaymentPlan:
     skipped: tuple[tuple[str, str], ...]  # (miner, reason) for balances >= threshold not paid
     held: tuple[tuple[str, str], ...] = ()  # (miner, reason): refused alone this run, now held
     underfunded: str | None = None  # the wallet refused for lack of funds (planning stopped)
+    awaiting: tuple[PaymentBatch, ...] = ()  # stored for an operator's approval, not sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +316,17 @@ def plan_payments(
     return PaymentPlan(tuple(batches), tuple(skipped))
 
 
+def funds_needed(balances: Mapping[str, int], addresses: Mapping[str, str],
+                 params: PayoutParams, holds: Mapping[str, tuple[str, str]] | None = None) -> int:
+    """Spendable satoshis the next payment run needs to pay everyone due: the payable balances
+    (threshold reached, address on record, not held) plus ``fee_reserve_sats`` per batch when
+    the pool pays the fee. Below it, payments wait for funds: the low-balance warning."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    plan = plan_payments(balances, addresses, params, epoch, new_id=lambda: "need", holds=holds)
+    reserve = params.fee_reserve_sats if params.fee_policy is TxFeePolicy.POOL else 0
+    return sum(p.batch.total_sats + reserve for p in plan.batches)
+
+
 def planned_batch(outputs: tuple[PaymentOutput, ...], now: datetime, batch_id: str,
                   fee_policy: TxFeePolicy = TxFeePolicy.POOL) -> PlannedBatch:
     """A pending batch paying ``outputs`` and its debits."""
@@ -325,6 +367,48 @@ def record_broadcast(batch: PaymentBatch, txid: str, fee_sats: int = 0) -> Trans
                               fee_sats=fee_sats, outputs=outputs), entries)
 
 
+KZ = timezone(timedelta(hours=5), "UTC+5")
+
+
+def kz_day_start(now: datetime) -> datetime:
+    """The UTC instant the Kazakhstan (UTC+5) day of ``now`` began: the daily cap's day."""
+    local = require_utc(now, "now").astimezone(KZ)
+    return local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
+
+
+def approval_reason(batch: PaymentBatch, params: PayoutParams, released_today: int) -> str | None:
+    """Why ``batch`` must wait for an operator (None: it may be sent). ``released_today``:
+    satoshis already released this Kazakhstan day."""
+    cap = params.max_payment_sats
+    if cap:
+        over = [o for o in batch.outputs if o.amount_sats > cap]
+        if over:
+            biggest = max(over, key=lambda o: o.amount_sats)
+            return (f"{len(over)} output(s) above max_payment_sats {cap} sat (largest "
+                    f"{biggest.amount_sats} sat to {biggest.miner_id})")
+    daily = params.max_daily_sats
+    if daily and released_today + batch.total_sats > daily:
+        return (f"{released_today} sat released today + {batch.total_sats} sat would exceed "
+                f"max_daily_sats {daily} sat")
+    return None
+
+
+def hold_for_approval(planned: PlannedBatch, reason: str) -> PlannedBatch:
+    return PlannedBatch(replace(planned.batch, status=PaymentStatus.AWAITING_APPROVAL,
+                                hold_reason=reason), planned.debits)
+
+
+def record_approved(batch: PaymentBatch, who: str, at: datetime) -> Transition:
+    """An operator lets a held batch go: ``pending``, sent by the next payment run."""
+    if batch.status is not PaymentStatus.AWAITING_APPROVAL:
+        raise PaymentStateError(f"batch {batch.batch_id}: is {batch.status.value}, not "
+                                "awaiting approval")
+    if not isinstance(who, str) or not who.strip():
+        raise ValueError(f"batch {batch.batch_id}: approval must name the operator")
+    return Transition(replace(batch, status=PaymentStatus.PENDING, approved_by=who.strip(),
+                              approved_at=require_utc(at, "at")))
+
+
 def record_confirmed(batch: PaymentBatch) -> Transition:
     if batch.status is not PaymentStatus.BROADCAST:
         raise PaymentStateError(f"batch {batch.batch_id}: cannot confirm from "
@@ -335,7 +419,8 @@ def record_confirmed(batch: PaymentBatch) -> Transition:
 def record_failed(batch: PaymentBatch, reason: str) -> Transition:
     """Fail a batch and refund its debits (pending: the wallet refused; broadcast: an operator
     established that the transaction can never confirm)."""
-    if batch.status not in (PaymentStatus.PENDING, PaymentStatus.BROADCAST):
+    if batch.status not in (PaymentStatus.AWAITING_APPROVAL, PaymentStatus.PENDING,
+                            PaymentStatus.BROADCAST):
         raise PaymentStateError(f"batch {batch.batch_id}: cannot fail from {batch.status.value}")
     refunds = tuple(
         LedgerEntry(f"refund:{batch.batch_id}:{o.miner_id}", EntryKind.PAYMENT_REFUND,
@@ -401,7 +486,17 @@ async def run_payments(outbox: PaymentOutbox, transport: PaymentTransport,
                          new_id, budget=budget, holds=await outbox.holds())
     held: list[tuple[str, str]] = []
     underfunded: str | None = None
+    awaiting: list[PaymentBatch] = []
+    capped = bool(params.max_payment_sats or params.max_daily_sats)
+    released = await outbox.released_since(kz_day_start(now)) if capped else 0
     for planned in plan.batches:
+        reason = approval_reason(planned.batch, params, released) if capped else None
+        if reason is not None:
+            planned = hold_for_approval(planned, reason)
+            await outbox.add_batch(planned.batch, planned.debits)
+            awaiting.append(planned.batch)
+            continue
+        released += planned.batch.total_sats
         t = await _plan_and_submit(outbox, transport, planned)
         if t.refusal is None:
             continue
@@ -422,7 +517,7 @@ async def run_payments(outbox: PaymentOutbox, transport: PaymentTransport,
                 held.append(await _hold(outbox, output, ts.refusal))
         if underfunded:
             break
-    return replace(plan, held=tuple(held), underfunded=underfunded)
+    return replace(plan, held=tuple(held), underfunded=underfunded, awaiting=tuple(awaiting))
 
 
 async def _plan_and_submit(outbox: PaymentOutbox, transport: PaymentTransport,
@@ -452,7 +547,8 @@ class DistributionStatus(enum.StrEnum):
     CONFIRMED = "confirmed"  # covered by confirmed payments: what legal reports include
 
 
-_PROGRESS = {PaymentStatus.PENDING: DistributionStatus.PENDING,
+_PROGRESS = {PaymentStatus.AWAITING_APPROVAL: DistributionStatus.PENDING,
+             PaymentStatus.PENDING: DistributionStatus.PENDING,
              PaymentStatus.BROADCAST: DistributionStatus.BROADCAST,
              PaymentStatus.CONFIRMED: DistributionStatus.CONFIRMED}
 _ORDER = [DistributionStatus.PENDING, DistributionStatus.BROADCAST, DistributionStatus.CONFIRMED]

@@ -111,6 +111,7 @@ def server_settings(config: Config) -> ServerSettings:
         auth_backoff_max_s=sc.auth_backoff_max_s,
         resume_window_s=sc.resume_window_s,
         drain_timeout_s=sc.drain_timeout_s,
+        flood_report_s=config.security.flood_report_s,
         # [stratum.vardiff] mirrors stratum's VardiffConfig field for field (stratum may not
         # import the config); a field added to one side only fails here at startup.
         vardiff=VardiffConfig(**dataclasses.asdict(v)),
@@ -166,6 +167,9 @@ class PoolApp:
         self.loop_sampler: Any = None
         self.db_poller: Any = None
         self.deadline_reminder: Any = None
+        self.probe_service: Any = None
+        self._probe_engine: Any = None
+        self.security_writer: Any = None  # poolserver.security.writer (None: no storage)
         self.clock_watch: Any = None
 
     async def start(self) -> None:
@@ -199,6 +203,10 @@ class PoolApp:
             self.sink = self.storage.journal
             await self._take_instance_lease()
             log.info("shares: durable journal in %s", self.storage.url)
+            from poolserver.security.startup import start_security_log
+
+            # config.start recorded now; refusals, bans and floods queued from the share path
+            self.security_writer = await start_security_log(self.storage.engine, cfg)
         elif isinstance(self.sink, MemoryShareSink):
             log.warning("shares: IN-MEMORY sink, nothing survives a restart (tests only)")
         self.feed = template_feed.feed_from_config(cfg, self.rpc)
@@ -249,6 +257,8 @@ class PoolApp:
             resume_window_s=settings.resume_window_s,
         )
         assert self.sink is not None
+        if cfg.probe.enabled:
+            await self._start_probe()
         self.server = StratumServer(
             settings,
             self.sink,
@@ -256,6 +266,8 @@ class PoolApp:
             policy=self.policy,
             extranonces=extranonces,
             stats=self.stats,
+            on_authorized=self.probe_service.on_authorized if self.probe_service else None,
+            security=self.security_writer,
         )
         # First job before the listeners open, so the first miner gets work at once.
         self._feed_task = asyncio.get_running_loop().create_task(self.feed.run())
@@ -362,6 +374,8 @@ class PoolApp:
             notify=self.notify_seconds,
             payouts=self.payout_service.stats if self.payout_service is not None else None,
             deadline=self.deadline_reminder,
+            probe=self.probe_service.stats if self.probe_service is not None else None,
+            security=self.security_writer.stats if self.security_writer is not None else None,
             clock=self.clock_watch,
         )
         self.metrics_server, _ = start_metrics(
@@ -369,6 +383,24 @@ class PoolApp:
         )
         addr = self.metrics_server.server_address
         self.metrics_address = (addr[0], addr[1])
+
+    async def _start_probe(self) -> None:
+        """Issue 15: probe authorized miners' firmware in the background ([probe])."""
+        from poolserver.probe_service import ProbeService, RegisterView
+        from poolserver.probe_store import ProbeStore
+        from poolserver.register.repository import RegisterRepository
+        from poolserver.storage_config import create_engine_from_config
+
+        cfg = self.config
+        engine = self.storage.engine if self.storage is not None else None
+        if engine is None:
+            engine = self._probe_engine = create_engine_from_config(cfg)
+        repo = RegisterRepository(engine, network=cfg.register.network or cfg.chain.network)
+        self.probe_service = ProbeService(
+            cfg.probe, ProbeStore(engine), RegisterView(repo),
+            capacity_limit_pct=cfg.register.capacity_limit_pct,
+        )  # fmt: skip
+        await self.probe_service.start()
 
     async def _start_register(self) -> None:
         """License enforcement: the register's policy answers mining.authorize."""
@@ -418,6 +450,12 @@ class PoolApp:
                 await self._feed_task
         if self.server is not None:
             await self.server.shutdown()
+        if self.probe_service is not None:
+            await self.probe_service.stop()
+        if self._probe_engine is not None:
+            await self._probe_engine.dispose()
+        if self.security_writer is not None:
+            await self.security_writer.stop()  # after the server: its last flood summaries
         if self.block_recovery is not None:
             await self.block_recovery.stop()
         if self.block_sink is not None:

@@ -151,6 +151,9 @@ class StorageConfig:
     retry_interval_s: float = 2.0
     # Raw shares older than this are rolled up into exact per-miner hourly sums.
     retention_days: int = 30
+    # What a report or an inspection needs (hourly sums, allocations, ledger, payments, audit
+    # and security logs, filed reports) is kept at least this many years and never rolled away.
+    legal_retention_years: int = 5
     # SQLite only: PRAGMA synchronous. FULL fsyncs the WAL at every commit (survives power loss).
     sqlite_synchronous: str = "FULL"
     # Connections kept open by the engine (PostgreSQL); SQLite uses one writer connection.
@@ -204,6 +207,27 @@ class PayoutsConfig:
     payments_enabled: bool = True
     payment_retry_after_s: float = 3600.0
     retention_interval_s: float = 86400.0
+    # Hot-wallet caps (0 = off): a batch with an output above max_payment_sats, or that would
+    # take the day's (UTC+5) payments above max_daily_sats, waits in "awaiting_approval" until
+    # `poolserver payouts approve BATCH`.
+    max_payment_sats: int = 0
+    max_daily_sats: int = 0
+    # Low-balance warning: logged and exported when the wallet's spendable balance is below what
+    # the next payment run needs (payable balances + fee_reserve_sats per batch) or below this
+    # floor (0 = only the first).
+    low_balance_warning_sats: int = 0
+
+
+@dataclass
+class SecurityConfig:
+    # The security event log (refused logins, bans, connection floods, operator CLI actions,
+    # config changes): events wait in a queue of this many (more are dropped and counted) and
+    # are written in batches every flush_interval_s.
+    queue_size: int = 10000
+    flush_interval_s: float = 0.5
+    # Repeated connection refusals / backed-off logins from one IP: one event per this many
+    # seconds, with a count.
+    flood_report_s: float = 60.0
 
 
 @dataclass
@@ -256,6 +280,34 @@ class ClockConfig:
 
 
 @dataclass
+class ProbeConfig:
+    # Firmware probe (issue 15): after mining.authorize, ask the miner's own read-only API what
+    # machine it is and compare it with the hardware register. Off unless enabled.
+    enabled: bool = False
+    # Only addresses inside these CIDRs are ever probed (the pool's own farm networks); empty
+    # = none, even when enabled. `poolserver probe run` obeys the same list.
+    allow: list[str] = field(default_factory=list)
+    concurrency: int = 8
+    # Re-probe an address after this long, or at once when its Stratum user agent changes.
+    ttl_s: float = 86400.0
+    connect_timeout_s: float = 1.0
+    command_timeout_s: float = 5.0
+    probe_timeout_s: float = 15.0
+    max_response_bytes: int = 1048576
+    # Raw reply text kept per command as evidence.
+    max_evidence_bytes: int = 16384
+    # Port of each API (0 = never try it).
+    cgminer_port: int = 4028
+    btminer_port: int = 4028
+    axeos_port: int = 80
+    vnish_port: int = 80
+    # Addresses waiting for a probe beyond this are dropped (counted), never the share path.
+    queue_size: int = 1024
+    # Stored results older than this are deleted daily, except each machine's latest.
+    keep_days: int = 90
+
+
+@dataclass
 class Config:
     pool: PoolConfig = field(default_factory=PoolConfig)
     stratum: StratumConfig = field(default_factory=StratumConfig)
@@ -266,6 +318,8 @@ class Config:
     payouts: PayoutsConfig = field(default_factory=PayoutsConfig)
     register: RegisterConfig = field(default_factory=RegisterConfig)
     reports: ReportsConfig = field(default_factory=ReportsConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
     clock: ClockConfig = field(default_factory=ClockConfig)
 
     @property

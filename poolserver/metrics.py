@@ -68,6 +68,8 @@ class Sources:
     payouts: Any = None  # poolserver.payout_service.PayoutStats (None: no payout service)
     notify: Histogram = field(default_factory=lambda: Histogram(NOTIFY_BUCKETS))
     deadline: Any = None  # poolserver.report_deadline.DeadlineReminder (.current() -> stats)
+    probe: Any = None  # poolserver.probe_service.ProbeStats (None: [probe] disabled)
+    security: Any = None  # poolserver.security.writer.SecurityLogStats
     clock: Any = None  # poolserver.bitcoin.clock.ClockWatch (.last reading, .checks)
 
 
@@ -129,6 +131,8 @@ class PoolCollector(Collector):
         yield from self._db()
         yield from self._payouts()
         yield from self._report_deadline()
+        yield from self._probe()
+        yield from self._security_log()
         yield from self._clock()
 
     # ---- families ---------------------------------------------------------------------------
@@ -562,6 +566,22 @@ class PoolCollector(Collector):
                 "Spendable wallet balance at the last payment run",
                 st.wallet_spendable_sats,
             )
+            yield _gauge(
+                "qazpool_wallet_required_satoshis",
+                "Spendable satoshis the next payment run needs (payable balances + fee reserve)",
+                st.wallet_required_sats,
+            )
+            yield _gauge(
+                "qazpool_wallet_low_balance",
+                "1 when the spendable balance is below what the next payments need or below "
+                "[payouts].low_balance_warning_sats",
+                int(st.wallet_low_balance),
+            )
+        yield _gauge(
+            "qazpool_payments_awaiting_approval",
+            "Payment batches the hot-wallet caps hold for `poolserver payouts approve`",
+            st.payments_awaiting_approval,
+        )
         yield _gauge(
             "qazpool_payments_waiting_for_funds",
             "Miners over the payout threshold the wallet cannot fund yet",
@@ -583,6 +603,46 @@ class PoolCollector(Collector):
                 "Unix time of the last successful reconcile",
                 st.reconcile_last_run_at,
             )
+
+    def _probe(self) -> Iterator[Metric]:
+        """Issue 15: firmware probe outcomes and register findings (bounded label values)."""
+        st = self.s.probe
+        if st is None:
+            return
+        from firmware_probe import Outcome
+        from poolserver.probe_service import SKIP_REASONS
+
+        yield _labelled_counter(
+            "qazpool_probe_results",
+            "Firmware probes finished, by outcome",
+            "outcome",
+            st.outcomes,
+            tuple(o.value for o in Outcome),
+        )
+        yield _labelled_counter(
+            "qazpool_probe_skipped",
+            "Authorized miners not probed, by reason",
+            "reason",
+            st.skipped,
+            SKIP_REASONS,
+        )
+        yield _labelled_gauge(
+            "qazpool_probe_machines_flagged",
+            "Probed machines whose latest result has this hardware-register finding",
+            ["finding"],
+            st.findings(),
+        )
+        yield _gauge(
+            "qazpool_probe_machines_serial_unknown",
+            "Probed machines whose read-only API exposes no serial (register match unknown)",
+            st.serial_unknown(),
+        )
+        yield _gauge("qazpool_probe_in_flight", "Firmware probes running now", st.in_flight)
+        yield _gauge("qazpool_probe_queued", "Addresses waiting for a probe", st.queued)
+        yield _counter(
+            "qazpool_probe_store_failures", "Probe results not stored (database error)",
+            st.store_failures,
+        )  # fmt: skip
 
     def _report_deadline(self) -> Iterator[Metric]:
         """Issue 13: the previous month's income reports are due (reporting.deadline)."""
@@ -621,6 +681,28 @@ class PoolCollector(Collector):
             "Periodic clock checks the node did not answer",
             self.s.clock.failures,
         )
+
+
+    def _security_log(self) -> Iterator[Metric]:
+        """Issue 17: the security event log's writer (drops = the queue overflowed)."""
+        st = self.s.security
+        if st is None:
+            return
+        yield _counter("qazpool_security_events", "Security events emitted", st.emitted_total)
+        yield _counter(
+            "qazpool_security_events_written", "Security events written", st.written_total
+        )
+        yield _counter(
+            "qazpool_security_events_dropped",
+            "Security events dropped because the writer's queue was full",
+            st.dropped_total,
+        )
+        yield _counter(
+            "qazpool_security_log_write_errors",
+            "Failed security-log writes (events kept and retried)",
+            st.write_errors_total,
+        )
+        yield _gauge("qazpool_security_events_queued", "Security events waiting", st.queued)
 
 
 def start_metrics(

@@ -64,6 +64,7 @@ from payouts.ledger import ChainStatus, EntryKind, block_entries
 from payouts.payments import (
     PaymentTransport,
     PayoutParams,
+    funds_needed,
     run_payments,
 )
 from payouts.pplns import PplnsParams, UnderfillPolicy
@@ -133,7 +134,9 @@ def payout_params(cfg: PayoutsConfig) -> PayoutParams:
                             max_outputs=cfg.max_outputs_per_batch,
                             confirmations_required=cfg.payment_confirmations,
                             fee_policy=TxFeePolicy(cfg.fee_policy),
-                            fee_reserve_sats=cfg.fee_reserve_sats)  # fmt: skip
+                            fee_reserve_sats=cfg.fee_reserve_sats,
+                            max_payment_sats=cfg.max_payment_sats,
+                            max_daily_sats=cfg.max_daily_sats)  # fmt: skip
     except (TypeError, ValueError) as exc:
         raise ConfigError(str(exc).replace("payouts.max_outputs", "payouts.max_outputs_per_batch")
                           .replace("confirmations_required", "payment_confirmations")) from None
@@ -155,6 +158,11 @@ class PayoutStats:
     """Figures of the payment step for the metrics exporter (updated every tick that pays)."""
 
     wallet_spendable_sats: int = -1  # the budget of the last run (-1: the wallet cannot say)
+    # what the next payment run needs (payable balances + fee reserve per batch), and whether
+    # the spendable balance after the run is below it or below low_balance_warning_sats
+    wallet_required_sats: int = 0
+    wallet_low_balance: bool = False
+    payments_awaiting_approval: int = 0  # batches the hot-wallet caps hold for an operator
     payments_waiting_for_funds: int = 0  # miners over the threshold the wallet cannot fund yet
     payouts_held: int = 0  # miners whose payout is held (wallet refused their output alone)
     batches_planned_total: int = 0
@@ -263,6 +271,9 @@ class PayoutService:
             raise ConfigError("payouts.maturity_confirmations: must be >= 1")
         if self.cfg.tick_interval_s <= 0:
             raise ConfigError("payouts.tick_interval_s: must be > 0")
+        if not isinstance(self.cfg.low_balance_warning_sats, int) \
+                or self.cfg.low_balance_warning_sats < 0:
+            raise ConfigError("payouts.low_balance_warning_sats: must be an integer >= 0")
         self.blocks = FoundBlocks(engine)
         self.allocations = Allocations(engine)
         self.ledger = Ledger(engine)
@@ -462,6 +473,13 @@ class PayoutService:
         self.stats.payouts_held = len(await self.outbox.holds())
         for miner, reason in plan.skipped:
             log.warning("payout to %s skipped: %s", miner, reason)
+        for batch in plan.awaiting:
+            log.warning("payment batch %s (%d sat to %d output(s)) awaits an operator's approval: "
+                        "%s; `poolserver payouts approve %s` sends it", batch.batch_id,
+                        batch.total_sats, len(batch.outputs), batch.hold_reason,
+                        batch.batch_id)  # fmt: skip
+        self.stats.payments_awaiting_approval = len(await self.outbox.awaiting())
+        await self.check_low_balance(now)
         for miner, reason in plan.held:
             log.error("payout to %s held: %s (released by `poolserver payouts release %s` or a "
                       "new payout address)", miner, reason, miner)  # fmt: skip
@@ -471,6 +489,30 @@ class PayoutService:
             log.error("wallet refused a payment (%s); debits refunded, new payments paused "
                       "until %s", plan.underfunded, self._paused_until.isoformat())  # fmt: skip
             report.errors.append(f"wallet refused: {plan.underfunded}")
+
+    async def check_low_balance(self, now: datetime) -> None:
+        """The hot wallet's spendable balance against what the next run needs: a WARNING when
+        it falls short (once, until it recovers), the figures for the metrics and alerts."""
+        spendable = await spendable_budget(self.transport) if self.transport else None
+        if spendable is None:
+            return
+        needed = funds_needed(await self.outbox.balances(), await self.outbox.payout_addresses(now),
+                              self.payout, await self.outbox.holds())  # fmt: skip
+        # batches held for approval are debited already and need the money once approved
+        reserve = self.payout.fee_reserve_sats if self.payout.fee_policy is TxFeePolicy.POOL else 0
+        needed += sum(b.total_sats + reserve for b in await self.outbox.awaiting())
+        floor = self.cfg.low_balance_warning_sats
+        low = spendable < needed or (floor > 0 and spendable < floor)
+        if low and not self.stats.wallet_low_balance:
+            log.warning("hot wallet low: %d sat spendable, the next payments need %d sat "
+                        "(fee reserve included)%s; top the wallet up before payments wait",
+                        spendable, needed, f", warning floor {floor} sat" if floor else "")
+        elif not low and self.stats.wallet_low_balance:
+            log.info("hot wallet balance recovered: %d sat spendable, %d sat needed",
+                     spendable, needed)
+        self.stats.wallet_required_sats = needed
+        self.stats.wallet_low_balance = low
+        self.stats.wallet_spendable_sats = spendable
 
     async def retention(self, now: datetime, report: TickReport) -> None:
         due = self._last_retention is None or (
@@ -551,8 +593,9 @@ class PayoutService:
             raise ConfigError("payouts.wallet: \"off\" has no wallet to reconcile against")
         entries = await self.ledger.entries()
         unsent = unbooked = 0
-        for batch in await self.outbox.unfinished():
-            if batch.status.value != "pending":
+        # a batch awaiting approval is debited and unsent, like a pending one
+        for batch in [*await self.outbox.unfinished(), *await self.outbox.awaiting()]:
+            if batch.status.value not in ("pending", "awaiting_approval"):
                 continue
             txid = await self.transport.find_by_comment(batch.comment)
             if txid is None:

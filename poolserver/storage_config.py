@@ -39,6 +39,7 @@ def storage_settings(config: Config) -> StorageSettings:
         spool_dir=s.spool_dir,
         retry_interval_s=s.retry_interval_s,
         retention_days=s.retention_days,
+        legal_retention_years=s.legal_retention_years,
         sqlite_synchronous=s.sqlite_synchronous,
         pool_size=s.pool_size,
     )

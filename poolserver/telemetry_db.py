@@ -89,12 +89,16 @@ async def _money(engine: AsyncEngine, snap: DbSnapshot) -> None:
             .join(PaymentOutput, PaymentOutput.payment_id == Payment.id, isouter=True)
             .group_by(Payment.status)
         )
-        payments = {s: 0 for s in ("pending", "broadcast", "confirmed", "failed")}
+        payments = {
+            s: 0 for s in ("awaiting_approval", "pending", "broadcast", "confirmed", "failed")
+        }
         amounts = dict(payments)
         for status, count, amount in pending:
             payments[str(status)] = int(count)
             amounts[str(status)] = int(amount)
-        ledger["pending_payout"] = amounts["pending"] + amounts["broadcast"]
+        ledger["pending_payout"] = (
+            amounts["awaiting_approval"] + amounts["pending"] + amounts["broadcast"]
+        )
         fees = await conn.execute(select(func.coalesce(func.sum(Payment.fee_sats), 0)))
         snap.payment_fees_satoshis = int(fees.scalar_one())
         blocks = await conn.execute(

@@ -137,3 +137,30 @@ class Decision:
 
 class AccountPolicy(Protocol):
     async def authorize(self, account: str, worker: str, peer: str) -> Decision: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizedMiner:
+    """Handed to ``StratumServer(on_authorized=...)`` when a worker's authorize succeeds (the
+    firmware probe's trigger). The callback must only enqueue: it runs on the share path."""
+
+    peer: str  # IP address
+    user_agent: str  # from mining.subscribe ("" when none was given)
+    account: str
+    worker: str
+    version_mask: int  # granted version-rolling mask (0: the miner did not configure it)
+    suggested_difficulty: float | None  # mining.suggest_difficulty or the password's d=
+class SecurityEvents(Protocol):
+    """The security event log as the share path sees it (implemented by
+    ``poolserver.security.writer.SecurityEventWriter``). ``emit`` never blocks and never raises:
+    it puts the event in a bounded queue that a writer task batches into the database, and
+    counts a drop when the queue is full. Fields are plain values (str, int, float, bool)."""
+
+    def emit(self, kind: str, **fields: object) -> None: ...
+
+
+class NoSecurityEvents:
+    """No security log (tests, a pool without storage): events are discarded."""
+
+    def emit(self, kind: str, **fields: object) -> None:
+        return None

@@ -33,17 +33,21 @@ from stratum.extranonce import ExtranonceAllocator
 from stratum.interfaces import (
     AcceptedShare,
     AccountPolicy,
+    AuthorizedMiner,
     BlockCandidate,
     BlockSink,
     Decision,
     DuplicateShare,
     Job,
+    NoSecurityEvents,
+    SecurityEvents,
     ShareSink,
 )
 from stratum.jobs import coinbase_tx
 from stratum.session import Session
 from stratum.settings import ServerSettings
 from stratum.stats import StratumStats
+from stratum.tally import RefusalTally
 from stratum.tip import Tip, TipBook
 from stratum.validate import Reject, Submission, judge, precheck
 
@@ -63,6 +67,10 @@ class AllowAllPolicy:
 
     async def authorize(self, account: str, worker: str, peer: str) -> Decision:
         return Decision(True)
+
+
+def _iso(unix: float) -> str:
+    return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def new_loop() -> asyncio.AbstractEventLoop:
@@ -117,8 +125,14 @@ class StratumServer:
         extranonces: ExtranonceAllocator | None = None,
         stats: StratumStats | None = None,
         clock: Callable[[], float] = time.time,
+        on_authorized: Callable[[AuthorizedMiner], None] | None = None,
+        security: SecurityEvents | None = None,
     ) -> None:
         self.settings = settings
+        self.on_authorized = on_authorized
+        # the security log (refused logins, bans, floods): emit() only queues, never blocks
+        self.security: SecurityEvents = security or NoSecurityEvents()
+        self._refusals = RefusalTally(settings.flood_report_s)
         self.sink = sink
         self.block_sink = block_sink
         self.policy: AccountPolicy = policy or AllowAllPolicy()
@@ -208,6 +222,7 @@ class StratumServer:
             self._sweeper.cancel()
         for s in list(self.sessions):
             s.close("shutdown")
+        self._report_refusals(everything=True)
         for srv in self._servers:
             await srv.wait_closed()
         log.info("stratum server stopped")
@@ -231,6 +246,7 @@ class StratumServer:
         if until is not None:
             if until > time.monotonic():
                 stats.connections_refused["banned"] += 1
+                self._refusals.count("connection.flood", ip, "banned")
                 return "banned"
             del self._bans[ip]
             self._count_bans()
@@ -238,6 +254,7 @@ class StratumServer:
         count = self._ip_counts.get(ip, 0)
         if cap and count >= cap:
             stats.connections_refused["per_ip_cap"] += 1
+            self._refusals.count("connection.flood", ip, "per_ip_cap")
             return "per_ip_cap"
         self._ip_counts[ip] = count + 1
         self.sessions.add(session)
@@ -271,6 +288,7 @@ class StratumServer:
         self._bans[ip] = time.monotonic() + seconds
         self.stats.bans_total += 1
         self._count_bans()
+        self.security.emit("ban", peer=ip, scope="ip", seconds=seconds, reason=reason)
         for s in [s for s in self.sessions if s.peer == ip]:
             s.show_message(f"qazpool: connection refused for {seconds:.0f} s: {reason}")
             s.close("banned")
@@ -282,6 +300,8 @@ class StratumServer:
             self._name_bans[(ip, name)] = (until, reason)
         self.stats.bans_total += 1
         self._count_bans()
+        self.security.emit("ban", peer=ip, scope="names", names=sorted(names), seconds=seconds,
+                           reason=reason)
         log.warning("banning %s from %s for %.0f s: %s", ", ".join(names), ip, seconds, reason)
 
     def _count_bans(self) -> None:
@@ -295,13 +315,16 @@ class StratumServer:
             if entry is not None:
                 until, reason = entry
                 if until > now:
+                    self._refusals.count("auth.refused", ip, f"{name}: {reason}")
                     return f"{reason}; retry in {until - now:.0f} s"
                 del self._name_bans[key]
                 self._count_bans()
         return None
 
-    def auth_failed(self, session: Session, account: str, reason: str) -> None:
+    def auth_failed(self, session: Session, account: str, reason: str, worker: str = "") -> None:
         ip = session.peer
+        self.security.emit("auth.refused", peer=ip, account=account, worker=worker,
+                           reason=reason)
         key = (ip, account)
         count, backoff, _ = self._auth_failures.get(key, (0, 0.0, 0.0))
         now = time.monotonic()
@@ -317,13 +340,27 @@ class StratumServer:
         if len(accounts) > s.auth_failures_allowed:
             self.ban(ip, s.auth_backoff_max_s, f"logins refused for {len(accounts)} accounts")
 
-    def auth_ok(self, session: Session, account: str, first: bool) -> None:
+    def auth_ok(self, session: Session, account: str, first: bool, worker: str = "") -> None:
         self._auth_failures.pop((session.peer, account), None)
         accounts = self._failed_accounts.get(session.peer)
         if accounts is not None:
             accounts.discard(account)
         if first:
             self.stats.authorized_current += 1
+        if self.on_authorized is not None:
+            try:
+                self.on_authorized(
+                    AuthorizedMiner(
+                        session.peer,
+                        session.user_agent,
+                        account,
+                        worker,
+                        session.version_mask,
+                        session.suggested_difficulty,
+                    )
+                )
+            except Exception:  # an observer must never break authorization
+                log.exception("on_authorized callback failed for %s", session.peer)
 
     # ---- jobs ------------------------------------------------------------------------------
 
@@ -687,6 +724,8 @@ class StratumServer:
             for key in [k for k, (until, _) in self._name_bans.items() if until <= now]:
                 del self._name_bans[key]
             self._count_bans()
+        if len(self._refusals):
+            self._report_refusals(now)
         if self._auth_failures:
             # forget an IP's failures once it stayed quiet for the longest back-off
             horizon = now - s.auth_backoff_max_s
@@ -697,6 +736,11 @@ class StratumServer:
                     accounts.discard(key[1])
                     if not accounts:
                         del self._failed_accounts[key[0]]
+
+    def _report_refusals(self, now: float | None = None, everything: bool = False) -> None:
+        for t in self._refusals.due(now, everything=everything):
+            self.security.emit(t.kind, peer=t.peer, reason=t.reason, count=t.count,
+                               first_at=_iso(t.first_at), last_at=_iso(t.last_at))
 
     async def _sweep_loop(self) -> None:
         while True:

@@ -59,8 +59,10 @@ class SessionHost(Protocol):
     def mark_dirty(self, session: Session) -> None: ...
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None: ...
     def name_refusal(self, ip: str, name: str, account: str) -> str | None: ...
-    def auth_failed(self, session: Session, account: str, reason: str) -> None: ...
-    def auth_ok(self, session: Session, account: str, first: bool) -> None: ...
+    def auth_failed(
+        self, session: Session, account: str, reason: str, worker: str = ""
+    ) -> None: ...
+    def auth_ok(self, session: Session, account: str, first: bool, worker: str = "") -> None: ...
     def send_current_job(self, session: Session, clean: bool = False) -> None: ...
     def submit(self, session: Session, req_id: Any, params: Any) -> bool: ...
 
@@ -129,6 +131,7 @@ class Session(asyncio.Protocol):
         "session_id",
         "submits",
         "subscribed",
+        "suggested_difficulty",
         "transport",
         "user_agent",
         "vd",
@@ -153,6 +156,7 @@ class Session(asyncio.Protocol):
         self.user_agent = ""
         self.workers: dict[str, tuple[str, str]] = {}
         self.version_mask = 0
+        self.suggested_difficulty: float | None = None  # what the miner asked for (a hint)
         self.difficulty = port.start_difficulty
         self.floor = port.min_difficulty
         self.jobs: dict[str, float] = {}
@@ -441,12 +445,15 @@ class Session(asyncio.Protocol):
             reason = decision.reason or "not allowed"
             self.send(protocol.error_reply(req_id, 24, f"Unauthorized worker: {reason}"))
             self.show_message(f"qazpool: {account} refused: {reason}")
-            self.server.auth_failed(self, account, reason)  # may ban: the reply goes out first
+            # may ban: the reply goes out first
+            self.server.auth_failed(self, account, reason, worker)
         else:
             requests[("mining.authorize", "ok")] += 1
             first = not self.workers
             self.workers[name] = (account, worker)
-            self.server.auth_ok(self, account, first)
+            if hint is not None and self.suggested_difficulty is None:
+                self.suggested_difficulty = hint
+            self.server.auth_ok(self, account, first, worker)
             self.send(protocol.true_reply(req_id))
             if hint is not None and first:
                 self.difficulty = self.port.clamp(hint)
@@ -481,6 +488,7 @@ class Session(asyncio.Protocol):
         self.suggest(value)
 
     def suggest(self, value: float) -> None:
+        self.suggested_difficulty = value
         clamped = self.port.clamp(value)
         self.floor = max(self.port.min_difficulty, clamped)
         self._change_difficulty(clamped)

@@ -68,6 +68,9 @@ class ServerSettings:
     drain_timeout_s: float = 5.0
     sweep_interval_s: float = 1.0
     vardiff: VardiffConfig = field(default_factory=VardiffConfig)
+    # Security log: repeated connection refusals (per-IP cap, banned IP) and backed-off logins
+    # from one IP are reported as one event per this many seconds, with a count.
+    flood_report_s: float = 60.0
 
     def __post_init__(self) -> None:
         if not 2 <= self.extranonce2_size <= 16:

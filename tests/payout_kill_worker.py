@@ -1,16 +1,18 @@
 """Subprocess for the payout kill test: one payout tick whose payment run stops at a named
 point (prints ``AT <point> <n>`` and waits to be SIGKILLed by the test), or runs through.
 
-    python -m tests.payout_kill_worker DB_URL DATA_DIR POINT N [PAUSE_S]
+    python -m tests.payout_kill_worker DB_URL DATA_DIR POINT N [PAUSE_S [PAYOUTS_JSON]]
 
 POINT: ``after_add_batch`` (batch and debits committed, nothing sent), ``after_send`` (the
 wallet recorded the transaction, the outbox does not know its txid), ``after_update``
 (broadcast recorded, later batches not planned/sent yet), or ``none``. N: stop at the N-th time
-the point is reached. PAUSE_S: sleep this long at every point (random-time kills)."""
+the point is reached. PAUSE_S: sleep this long at every point (random-time kills). PAYOUTS_JSON:
+more ``[payouts]`` options (e.g. the hot-wallet caps)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -60,10 +62,11 @@ class HookedWallet:
         return await self.inner.confirmations(txid)
 
 
-async def main(url: str, data: Path, point: str, nth: int, pause: float) -> None:
+async def main(url: str, data: Path, point: str, nth: int, pause: float,
+               extra: dict[str, Any] | None = None) -> None:
     config = config_from_dict({
         "pool": {"data_dir": str(data)}, "storage": {"url": url},
-        "payouts": {"min_payout_sats": 1000, "max_outputs_per_batch": 3},
+        "payouts": {"min_payout_sats": 1000, "max_outputs_per_batch": 3, **(extra or {})},
     })  # fmt: skip
     engine = create_engine(url)
     chain = EmbeddedChain("regtest", state_path=data / "embedded-chain.jsonl")
@@ -93,4 +96,5 @@ async def main(url: str, data: Path, point: str, nth: int, pause: float) -> None
 if __name__ == "__main__":
     url, data, point, nth = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
     pause = float(sys.argv[5]) if len(sys.argv) > 5 else 0.0
-    asyncio.run(main(url, data, point, nth, pause))
+    extra = json.loads(sys.argv[6]) if len(sys.argv) > 6 else None
+    asyncio.run(main(url, data, point, nth, pause, extra))

@@ -157,7 +157,7 @@ def test_restore_refuses_a_non_empty_target_and_backup_a_non_empty_dir(backed_up
     # the clean restore works and the restored register's chain verifies against the anchor
     code, out, err = run_cli(capsys, cfg, "restore", str(bk), "--into", str(tmp_path / "ok"))
     assert code == 0, err
-    assert "audit log: OK: 10 entries" in out
+    assert "audit log OK: 10 entries" in out and "security log OK:" in out
     assert (tmp_path / "ok" / "qazpool.sqlite3").is_file()
     assert (tmp_path / "ok" / "report-signing.key").stat().st_mode & 0o777 == 0o600
 
@@ -178,7 +178,7 @@ def test_round_trip_on_each_database(db_backend, db_url, request, tmp_path, caps
     cfg2 = small_pool(tmp_path / "b", tmp_path / "b" / "data", new_url, free_port())
     code, out, err = run_cli(capsys, cfg2, "restore", str(tmp_path / "bk"))
     assert code == 0, err
-    assert "audit log: OK: 10 entries" in out
+    assert "audit log OK: 10 entries" in out and "security log OK:" in out
     # a second restore into the now non-empty database is refused
     if db_backend == "postgres":
         cfg3 = small_pool(tmp_path / "c", tmp_path / "c" / "data", new_url, free_port())
@@ -244,7 +244,7 @@ async def test_restore_drill_under_load(db_backend, db_url, request, tmp_path):
     cfg2 = small_pool(tmp_path / "b", data2, new_url, port2)
     restored = cli(cfg2, "restore", str(tmp_path / "bk"))
     assert restored.returncode == 0, restored.stdout + restored.stderr
-    assert "audit log: OK:" in restored.stdout
+    assert "audit log OK:" in restored.stdout and "security log OK:" in restored.stdout
 
     url2 = new_url or f"sqlite+aiosqlite:///{data2 / 'qazpool.sqlite3'}"
     shares, blocks, ledger = await stored(url2)

@@ -44,6 +44,8 @@ def test_the_alerts_the_issue_asks_for_exist_and_have_a_severity():
         "QazpoolShareConflicts", "QazpoolPayoutsHeld", "QazpoolReconcileFailing",
         # issue 13: the income reports' filing deadline
         "QazpoolReportDeadlineNear", "QazpoolReportOverdue",
+        # issue 15: the firmware probe's register findings
+        "QazpoolHardwareRegisterMismatch",
     ):  # fmt: skip
         assert name in alerts, name
     for rule in alerts.values():

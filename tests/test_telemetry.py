@@ -158,7 +158,8 @@ async def test_database_figures_from_ledger_payments_blocks_and_licenses(engine)
         "pending_payout": 300_000,  # the broadcast batch
     }
     assert all(isinstance(v, int) for v in snap.ledger_satoshis.values())  # satoshis stay int
-    assert snap.payments == {"pending": 0, "broadcast": 1, "confirmed": 1, "failed": 1}
+    assert snap.payments == {"awaiting_approval": 0, "pending": 0, "broadcast": 1,
+                             "confirmed": 1, "failed": 1}  # fmt: skip
     assert snap.payment_satoshis["confirmed"] == 1_000_000
     assert snap.found_blocks == {"pending": 0, "accepted": 2, "inconclusive": 0,
                                  "rejected": 1, "orphaned": 1}  # fmt: skip

@@ -38,6 +38,8 @@ class Manifest:
     audit_anchor: str  # SEQ:HASH of the audit log's head when the backup started
     files: list[FileEntry] = field(default_factory=list)
     format: int = FORMAT
+    # SEQ:HASH of the security event log's head when the backup started (its own chain)
+    security_anchor: str = "0:" + "0" * 64
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"

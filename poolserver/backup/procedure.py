@@ -1,7 +1,8 @@
 """Backup and restore, step by step (the CLI in ``poolserver/commands/backup.py`` prints what
 these return).
 
-Backup (the pool may be running): read the audit log's head (``SEQ:HASH``) → consistent copy of
+Backup (the pool may be running): read the audit log's and the security event log's heads
+(``SEQ:HASH``) → consistent copy of
 the database → copy the other files → ``MANIFEST.json`` with every file's sha256 and size, the
 software version and the Alembic revision. The anchor is read *before* the database copy, so the
 copy holds at least the anchored entry and ``audit verify --anchor`` on the restored database
@@ -9,7 +10,7 @@ proves no entry up to it was lost or altered.
 
 Restore (the target must be empty): verify every hash → database (SQLite file into place, or
 ``pg_restore`` into an empty PostgreSQL database) → files into their places → check the schema
-revision and verify the audit chain against the anchor.
+revision and verify both chains against their anchors.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from poolserver.backup.manifest import (
 from poolserver.config import Config
 from poolserver.register.chain import GENESIS, parse_anchor, verify_chain
 from poolserver.register.repository import RegisterRepository
+from poolserver.security.log import SecurityLog
 from poolserver.storage import schema
 from poolserver.storage.register_models import RegisterAudit
 from poolserver.storage_config import create_engine_from_config, database_url
@@ -49,7 +51,7 @@ Say = Callable[[str], None]
 class RestoreResult:
     manifest: Manifest
     database: str
-    audit: str  # "OK: N entries, head SEQ:HASH" from verify_chain against the anchor
+    audit: str  # "audit log OK: N entries, ...; security log OK: ..." (both chains verified)
     config_copy: Path | None
 
 
@@ -78,13 +80,15 @@ async def backup(config: Config, config_file: str | None, dest: Path, say: Say) 
         await schema.check_schema(engine)
         revision = list(await schema.current(engine))
         anchor = await audit_head(engine)
+        security = await SecurityLog(engine).head()
     finally:
         await engine.dispose()
-    say(f"audit log head {anchor}")
+    security_anchor = f"{security.seq}:{security.hash}" if security else f"0:{GENESIS}"
+    say(f"audit log head {anchor}, security log head {security_anchor}")
     manifest = Manifest(
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         software_version=__version__, alembic_revision=revision,
-        database_backend=kind, audit_anchor=anchor,
+        database_backend=kind, audit_anchor=anchor, security_anchor=security_anchor,
     )  # fmt: skip
     if kind == "sqlite":
         rel = db.SQLITE_NAME
@@ -163,7 +167,7 @@ async def restore(config: Config, src: Path, say: Say) -> RestoreResult:
             target.chmod(0o600)
         say(f"{f.role}: {target}")
     audit = await check_restored(config, manifest)
-    say(f"audit log: {audit} (anchor {manifest.audit_anchor})")
+    say(audit)
     return RestoreResult(manifest, shown, audit, config_copy)
 
 
@@ -177,11 +181,17 @@ async def check_restored(config: Config, manifest: Manifest) -> str:
                               f"{manifest.alembic_revision}")  # fmt: skip
         repo = RegisterRepository(engine, network=config.register.network or config.chain.network)
         entries = [e async for e in repo.audit_entries()]
+        sec_anchor = parse_anchor(manifest.security_anchor)
+        security = await SecurityLog(engine).verify(None if sec_anchor[0] == 0 else sec_anchor)
     finally:
         await engine.dispose()
+    if not security.ok:
+        raise BackupError(f"security event log of the restored database: {security.problem}")
     anchor = parse_anchor(manifest.audit_anchor)
     report = verify_chain(entries, None if anchor[0] == 0 else anchor)
     if not report.ok:
         raise BackupError(f"audit chain of the restored database: {report.problem}")
     head = f"{report.head.seq}:{report.head.hash}" if report.head else "empty"
-    return f"OK: {report.checked} entries, head {head}"
+    return (f"audit log OK: {report.checked} entries, head {head} (anchor "
+            f"{manifest.audit_anchor}); security log OK: {security.checked} events (anchor "
+            f"{manifest.security_anchor})")  # fmt: skip

@@ -16,7 +16,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from poolserver.config import load_config
+from poolserver.config import Config, load_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,9 +56,7 @@ def _restore(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     if args.into:
-        config = dataclasses.replace(
-            config, pool=dataclasses.replace(config.pool, data_dir=str(args.into))
-        )
+        config = _into(config, str(args.into))
     try:
         result = asyncio.run(restore(config, Path(args.dir), _say))
     except (BackupError, RegisterError, OSError) as exc:
@@ -69,3 +67,36 @@ def _restore(args: argparse.Namespace) -> int:
         print(f"the backed-up pool's config is {result.config_copy}: compare it with the config "
               "the restored pool will run with")  # fmt: skip
     return 0
+
+
+def _into(config: Config, data_dir: str) -> Config:
+    return dataclasses.replace(config, pool=dataclasses.replace(config.pool, data_dir=data_dir))
+
+
+def record_restore(args: argparse.Namespace, operator: str, argv: list[str], rc: int) -> None:
+    """A successful ``restore --into DIR`` is recorded in the restored database's security log
+    (the config's own data dir may be another pool's); a refused one in the configured pool's,
+    like any other command (the target may hold no database at all)."""
+    import asyncio as aio
+
+    from poolserver.security import cli_actions
+    from poolserver.security.log import SecurityLog
+    from poolserver.storage_config import create_engine_from_config
+
+    config = _into(load_config(args.config), str(args.into))
+
+    async def write() -> None:
+        engine = create_engine_from_config(config)
+        try:
+            await SecurityLog(engine).append([cli_actions.cli_event(operator, args, argv, rc)])
+        finally:
+            await engine.dispose()
+
+    if rc != 0:
+        cli_actions.record(args.config, operator, args, argv, rc)
+        return
+    try:
+        aio.run(write())
+    except Exception as exc:
+        print(f"poolserver: WARNING: `restore` was not recorded in the security log: {exc}",
+              file=sys.stderr)  # fmt: skip

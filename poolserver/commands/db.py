@@ -1,4 +1,5 @@
-"""`poolserver db upgrade|current|check`: the database schema (Alembic migrations)."""
+"""`poolserver db upgrade|current|check`: the database schema (Alembic migrations);
+`poolserver db retention`: what each table holds and how long it is kept (issue 17)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "check", help="exit 1 unless the schema is at the code's head and matches the models"
     )
     chk.set_defaults(func=run, action="check")
+    ret = dsub.add_parser(
+        "retention", help="per table: what it holds, how long it is kept, rows, oldest row"
+    )
+    ret.set_defaults(func=run, action="retention")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,6 +45,8 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
             after = await schema.upgrade(engine, args.revision)
             print(f"{shown}: {_fmt(before)} -> {_fmt(after)}")
             return 0
+        if args.action == "retention":
+            return await _retention(config, engine)
         have, need = await schema.current(engine), schema.heads()
         print(f"database: {shown}\ncurrent:  {_fmt(have)}\ncode:     {_fmt(need)}")
         if args.action == "current":
@@ -62,6 +69,20 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
         return 1
     finally:
         await engine.dispose()
+
+
+async def _retention(config: Config, engine: object) -> int:
+    from poolserver.register.timeutil import show
+    from poolserver.storage.retention import retention_status
+    from poolserver.storage_config import storage_settings
+
+    settings = storage_settings(config)
+    print("table\tkept\trows\toldest_utc+5\tkeep_until_utc+5\tholds")
+    for r in await retention_status(  # type: ignore[arg-type]
+        engine, settings.retention_days, settings.legal_retention_years
+    ):
+        print(f"{r.table}\t{r.kept}\t{r.rows}\t{show(r.oldest)}\t{show(r.keep_until)}\t{r.holds}")
+    return 0
 
 
 def _fmt(revs: tuple[str, ...]) -> str:

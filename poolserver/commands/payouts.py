@@ -14,6 +14,11 @@
   operator moved coins into / out of the hot wallet (a ledger entry on ``@pool``; the coins are
   moved with the wallet itself; a withdrawal's amount includes its network fee).
 * ``release MINER``: lift a payout hold (after fixing its cause).
+* ``list [--status S]``: one row per payment batch: status (``awaiting_approval`` for a batch the
+  hot-wallet caps hold), total, outputs, why it was held, who approved it.
+* ``approve BATCH`` / ``reject BATCH --reason TEXT``: an operator's decision on a held batch
+  (audit log and security log, with the operator's name); an approved batch is sent by the next
+  payout tick, exactly once.
 * ``blocks``: found blocks with status, confirmations, reward and allocation hash.
 * ``distributions``: one row per (block, miner), labelled ``distribution`` (Art. 10(4) of the
   Law on Digital Assets): gross, fee, net, address, txid(s), status.
@@ -63,6 +68,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     rel = psub.add_parser("release", help="lift a miner's payout hold")
     rel.add_argument("miner", metavar="MINER")
     rel.set_defaults(func=lambda a: run(a, _release))
+    lst = psub.add_parser("list", help="payment batches: status, total, hold reason, approver")
+    lst.add_argument("--status", help="only batches in this status (e.g. awaiting_approval)")
+    lst.set_defaults(func=lambda a: run(a, _list))
+    appr = psub.add_parser("approve", help="send a batch the hot-wallet caps hold")
+    appr.add_argument("batch", metavar="BATCH")
+    appr.add_argument("--who", help="operator name (default: --operator / [register].operator "
+                      "/ $SUDO_USER / $USER)")
+    appr.set_defaults(func=lambda a: run(a, _approve))
+    rej = psub.add_parser("reject", help="fail a held batch and refund its miners' balances")
+    rej.add_argument("batch", metavar="BATCH")
+    rej.add_argument("--reason", required=True, help="why (kept in the audit log)")
+    rej.add_argument("--who", help="operator name")
+    rej.set_defaults(func=lambda a: run(a, _reject))
 
 
 def parse_sats(text: str, field: str) -> int:
@@ -164,6 +182,51 @@ async def _payments(engine: Any, config: Config, args: argparse.Namespace) -> in
     _print_rows(["batch", "miner", "address", "amount_sats", "fee_share_sats", "paid_sats",
                  "fee_policy", "tx_fee_sats", "txid", "status", "created_utc+5"], rows)
     return 0
+
+
+async def _list(engine: Any, config: Config, args: argparse.Namespace) -> int:
+    from poolserver.storage.repository import SqlPaymentOutbox
+
+    rows = []
+    for b in await SqlPaymentOutbox(engine).all_batches():
+        if args.status and b.status.value != args.status:
+            continue
+        rows.append([b.batch_id, b.status.value, show(b.created_at), str(b.total_sats),
+                     str(len(b.outputs)), b.txid or "-", b.hold_reason or "-",
+                     b.approved_by or "-", show(b.approved_at)])  # fmt: skip
+    _print_rows(["batch", "status", "created_utc+5", "total_sats", "outputs", "txid",
+                 "hold_reason", "approved_by", "approved_utc+5"], rows)  # fmt: skip
+    return 0
+
+
+async def _decide(engine: Any, config: Config, args: argparse.Namespace, approve: bool) -> int:
+    import sys
+
+    from poolserver.payout_approval import decide
+    from poolserver.register import cli_support as cs
+    from poolserver.register.errors import RegisterError
+
+    try:
+        batch = await decide(engine, args.batch, cs.who(config, args), approve=approve,
+                             reason=getattr(args, "reason", "") or "",
+                             network=cs.network(config))  # fmt: skip
+    except RegisterError as exc:
+        print(f"poolserver payouts {'approve' if approve else 'reject'}: {exc}", file=sys.stderr)
+        return 1
+    if approve:
+        print(f"batch {batch.batch_id} approved by {batch.approved_by}: {batch.total_sats} sat "
+              f"to {len(batch.outputs)} output(s), sent by the next payout tick")
+    else:
+        print(f"batch {batch.batch_id} rejected: {len(batch.outputs)} balance(s) refunded")
+    return 0
+
+
+async def _approve(engine: Any, config: Config, args: argparse.Namespace) -> int:
+    return await _decide(engine, config, args, True)
+
+
+async def _reject(engine: Any, config: Config, args: argparse.Namespace) -> int:
+    return await _decide(engine, config, args, False)
 
 
 def _service(engine: Any, config: Config, rpc: Any) -> Any:

@@ -25,7 +25,15 @@ def add_who(p: argparse.ArgumentParser) -> None:
 
 
 def who(config: Config, args: argparse.Namespace) -> str:
-    return getattr(args, "who", None) or config.register.operator or getpass.getuser()
+    """The operator: ``--who``, global ``--operator``, ``[register].operator``, then the OS user
+    the CLI resolved ($SUDO_USER / $USER)."""
+    return (
+        getattr(args, "who", None)
+        or getattr(args, "operator", None)
+        or config.register.operator
+        or getattr(args, "os_user", None)
+        or getpass.getuser()
+    )
 
 
 def network(config: Config) -> str:

@@ -227,14 +227,14 @@ class LedgerEntry(Base):
 
 
 class Payment(Base):
-    """Outbox: pending -> broadcast (txid recorded) -> confirmed | failed. ``comment`` is the
-    unique wallet comment used to reconcile by txid before any retry."""
+    """Outbox: [awaiting_approval ->] pending -> broadcast (txid recorded) -> confirmed | failed.
+    ``comment`` is the unique wallet comment used to reconcile by txid before any retry."""
 
     __tablename__ = "payments"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     comment: Mapped[str] = mapped_column(String(128), unique=True)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(32), default="pending")
     txid: Mapped[str | None] = mapped_column(String(64))
     # the transaction's network fee (satoshis) read from the wallet once sent; "pool" | "miners"
     fee_sats: Mapped[int | None] = mapped_column(BigInteger)
@@ -244,7 +244,10 @@ class Payment(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     __table_args__ = (
-        CheckConstraint("status IN ('pending', 'broadcast', 'confirmed', 'failed')", name="status"),
+        CheckConstraint(
+            "status IN ('awaiting_approval', 'pending', 'broadcast', 'confirmed', 'failed')",
+            name="status",
+        ),
     )
 
 

@@ -414,6 +414,21 @@ class Ledger:
             return await _balances(conn)
 
 
+def _batch_data(batch: PaymentBatch) -> dict[str, Any]:
+    data: dict[str, Any] = {"batch_id": batch.batch_id, "failure": batch.failure}
+    if batch.hold_reason is not None:
+        data["hold_reason"] = batch.hold_reason
+    if batch.approved_by is not None:
+        data["approved_by"] = batch.approved_by
+    if batch.approved_at is not None:
+        data["approved_at"] = batch.approved_at.astimezone(UTC).isoformat()
+    return data
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    return None if not text else datetime.fromisoformat(text).astimezone(UTC)
+
+
 class SqlPaymentOutbox:
     """``payouts.payments.PaymentOutbox`` on the database. ``addresses`` gives each miner's
     payout address in force at a time (the register's table; injected by the composition root)."""
@@ -440,6 +455,14 @@ class SqlPaymentOutbox:
             pays = (await conn.execute(select(Payment.__table__).order_by(Payment.id))).all()
             return [await self._batch(conn, p) for p in pays]
 
+    async def batch_on(self, conn: AsyncConnection, batch_id: str) -> PaymentBatch | None:
+        p = (
+            await conn.execute(
+                select(Payment.__table__).where(Payment.comment == f"qazpool payout {batch_id}")
+            )
+        ).first()
+        return None if p is None else await self._batch(conn, p)
+
     async def _batch(self, conn: AsyncConnection, p: Any) -> PaymentBatch:
         outs = (
             await conn.execute(
@@ -464,7 +487,45 @@ class SqlPaymentOutbox:
             failure=p.data.get("failure"),
             fee_sats=p.fee_sats,
             fee_policy=TxFeePolicy(p.fee_policy or "pool"),
+            hold_reason=p.data.get("hold_reason"),
+            approved_by=p.data.get("approved_by"),
+            approved_at=_parse_time(p.data.get("approved_at")),
         )
+
+    async def awaiting(self) -> Sequence[PaymentBatch]:
+        """Batches held for an operator's approval (hot-wallet caps), oldest first."""
+        async with self.engine.connect() as conn:
+            pays = (
+                await conn.execute(
+                    select(Payment.__table__)
+                    .where(Payment.status == "awaiting_approval")
+                    .order_by(Payment.id)
+                )
+            ).all()
+            return [await self._batch(conn, p) for p in pays]
+
+    async def get(self, batch_id: str) -> PaymentBatch | None:
+        async with self.engine.connect() as conn:
+            return await self.batch_on(conn, batch_id)
+
+    async def released_since(self, start: datetime) -> int:
+        """Satoshis of pending, broadcast or confirmed batches released (approved, else
+        planned) at or after ``start``."""
+        async with self.engine.connect() as conn:
+            pays = (
+                await conn.execute(
+                    select(Payment.__table__).where(
+                        Payment.status.in_(["pending", "broadcast", "confirmed"]),
+                        Payment.updated_at >= start,
+                    )
+                )
+            ).all()
+            total = 0
+            for p in pays:
+                batch = await self._batch(conn, p)
+                if batch.released_at >= start:
+                    total += batch.total_sats
+            return total
 
     async def balances(self) -> Mapping[str, int]:
         async with self.engine.connect() as conn:
@@ -491,7 +552,7 @@ class SqlPaymentOutbox:
                         fee_policy=batch.fee_policy.value,
                         created_at=batch.created_at,
                         updated_at=_now(),
-                        data={"batch_id": batch.batch_id, "failure": batch.failure},
+                        data=_batch_data(batch),
                     )
                     .returning(Payment.id)
                 )
@@ -510,30 +571,46 @@ class SqlPaymentOutbox:
 
     async def update_batch(self, batch: PaymentBatch, entries: Sequence[LedgerRecord]) -> None:
         async with self.engine.begin() as conn:
-            result = await conn.execute(
-                Payment.__table__.update()
-                .where(Payment.comment == batch.comment)
-                .values(
-                    status=batch.status.value,
-                    txid=batch.txid,
-                    fee_sats=batch.fee_sats,
-                    updated_at=_now(),
-                    data={"batch_id": batch.batch_id, "failure": batch.failure},
-                )
+            await self.update_batch_on(conn, batch, entries)
+
+    async def update_batch_on(
+        self,
+        conn: AsyncConnection,
+        batch: PaymentBatch,
+        entries: Sequence[LedgerRecord],
+        *,
+        from_status: str | None = None,
+    ) -> None:
+        """``update_batch`` inside the caller's transaction (an operator's approval is written
+        with its audit entry); ``from_status``: only if the stored batch is still in it."""
+        where = Payment.comment == batch.comment
+        if from_status is not None:
+            where = where & (Payment.status == from_status)
+        result = await conn.execute(
+            Payment.__table__.update()
+            .where(where)
+            .values(
+                status=batch.status.value,
+                txid=batch.txid,
+                fee_sats=batch.fee_sats,
+                updated_at=_now(),
+                data=_batch_data(batch),
             )
-            if result.rowcount != 1:
-                raise KeyError(f"payment batch {batch.batch_id}: not stored")
-            pid = (
-                await conn.execute(select(Payment.id).where(Payment.comment == batch.comment))
-            ).scalar_one()
-            for o in batch.outputs:
-                await conn.execute(
-                    PaymentOutputRow.__table__.update()
-                    .where(PaymentOutputRow.payment_id == pid,
-                           PaymentOutputRow.account == o.miner_id)
-                    .values(fee_sats=o.fee_sats)
-                )
-            await _append(conn, entries)
+        )
+        if result.rowcount != 1:
+            state = f" in status {from_status}" if from_status else ""
+            raise KeyError(f"payment batch {batch.batch_id}: not stored{state}")
+        pid = (
+            await conn.execute(select(Payment.id).where(Payment.comment == batch.comment))
+        ).scalar_one()
+        for o in batch.outputs:
+            await conn.execute(
+                PaymentOutputRow.__table__.update()
+                .where(PaymentOutputRow.payment_id == pid,
+                       PaymentOutputRow.account == o.miner_id)
+                .values(fee_sats=o.fee_sats)
+            )
+        await _append(conn, entries)
 
     async def holds(self) -> Mapping[str, tuple[str, str]]:
         """Miners whose payouts are held (not released): miner -> (address, reason), the

@@ -7,6 +7,17 @@ rollup gives the same weight as over the shares it replaced. Shares that arrive 
 already rolled up (a spool replayed after the cut-off) are merged into that hour's row by the
 next run. Each hour is one transaction: the rows counted are exactly the rows deleted.
 
+**What is kept for the law** (issue 17, ``[storage].legal_retention_years``, default 5): the
+only rows this module ever deletes are raw ``shares`` older than ``retention_days``, replaced in
+the same transaction by their exact hourly sums. Everything a report or an inspection needs
+(``LEGAL`` below: the hourly sums, found blocks, frozen allocations, distributions, the ledger,
+payments, the registers and their audit log, the security log, KZT rates) is append-only and
+never deleted by qazpool; ``retention_status`` shows per table what it holds, its rows, its
+oldest row and the date until which the law wants it kept. Every table of the schema is in
+exactly one of ``RAW``, ``LEGAL`` or ``OPERATIONAL`` (a test keeps it so), so a new table needs
+a retention decision. Filed reports and test protocols are files (``[reports].out_dir``); keep
+them, and backups, for the same period.
+
 The unique index on ``shares.share_hash`` holds over the raw rows only: a rolled-up hour keeps
 no hashes. A duplicate of a rolled-up share would have to be a spooled share replayed more than
 ``retention_days`` (at least one day) after its tip was mined on; every duplicate path the pool
@@ -27,6 +38,38 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from poolserver.storage.models import Share, ShareRollup
 
 HOUR = timedelta(hours=1)
+
+# table -> what it holds; the README's "Evidence and retention" table says the same.
+RAW = {
+    "shares": "every accepted share (miner, worker, session, IP, job, difficulty, time): rolled "
+    "up into share_rollups after retention_days",
+}
+LEGAL = {
+    "share_rollups": "exact per-miner hourly share counts and difficulty sums (PPLNS inputs)",
+    "share_conflicts": "duplicate shares refused or replayed, with their source",
+    "found_blocks": "every block found: height, hash, reward, status, confirmations",
+    "block_allocations": "the frozen PPLNS allocation of each block (canonical bytes, hash)",
+    "distributions": "per block and miner: gross, pool fee, net (Art. 10(4) distributions)",
+    "ledger_entries": "credits, reversals, payments, refunds, fees, deposits (satoshis)",
+    "payments": "payment batches: status, txid, network fee, hold reason, approver",
+    "payment_outputs": "each payment output: miner, address, amount, fee share",
+    "payout_holds": "payouts the wallet refused, with the reason",
+    "fee_rates": "the pool's dated fee rates",
+    "kzt_rates": "the imported daily BTC/KZT rates the reports value income at",
+    "reg_miners": "the miner register (legal name, IIN/BIN)",
+    "reg_licenses": "mining licenses (number, subtype, validity, revocation)",
+    "reg_suspensions": "license suspensions",
+    "reg_payout_addresses": "dated payout addresses",
+    "reg_miner_fee_rates": "dated per-miner fee rates",
+    "reg_machines": "the hardware register (a removed machine's row is kept in reg_audit)",
+    "reg_audit": "the hash-chained audit log of register changes and payout approvals",
+    "security_events": "the hash-chained security log (refusals, bans, floods, operator "
+    "actions, config changes)",
+}
+OPERATIONAL = {
+    "instance_leases": "which process holds which node id now (no history)",
+    "alembic_version": "the schema revision",
+}
 
 
 def floor_hour(at: datetime) -> datetime:
@@ -156,3 +199,54 @@ def _aware(value: datetime | str) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class TableRetention:
+    table: str
+    holds: str
+    kept: str  # "retention_days (N)", "at least N years", "current state only"
+    rows: int
+    oldest: datetime | None  # the oldest row's time (None: empty or no time column)
+    keep_until: datetime | None  # oldest + the legal period (LEGAL tables)
+
+
+_TIME_COLUMNS = ("created_at", "at", "bucket_start", "found_at", "detected_at", "imported_at")
+
+
+async def retention_status(
+    engine: AsyncEngine, retention_days: int, legal_years: int
+) -> list[TableRetention]:
+    """Per table: what it holds, how long qazpool keeps it, its rows and oldest row."""
+    from sqlalchemy import Table, inspect
+    from sqlalchemy import table as table_clause
+
+    from poolserver.storage.metadata import load_all_models
+
+    metadata = load_all_models()
+    out = []
+    async with engine.connect() as conn:
+        names = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+        for group, kept in (
+            (RAW, f"{retention_days} days raw, then as hourly sums"),
+            (LEGAL, f"at least {legal_years} years (never deleted by qazpool)"),
+            (OPERATIONAL, "current state only"),
+        ):
+            for table, holds in group.items():
+                if table not in names:
+                    continue
+                t: Table | None = metadata.tables.get(table)
+                rows = (
+                    await conn.execute(select(func.count()).select_from(table_clause(table)))
+                ).scalar_one()
+                oldest = None
+                column = next((c for c in _TIME_COLUMNS if t is not None and c in t.c), None)
+                if t is not None and column is not None:
+                    oldest = (await conn.execute(select(func.min(t.c[column])))).scalar_one()
+                    oldest = None if oldest is None else _aware(oldest)
+                until = None
+                if group is LEGAL and oldest is not None:
+                    day = 28 if (oldest.month, oldest.day) == (2, 29) else oldest.day
+                    until = oldest.replace(year=oldest.year + legal_years, day=day)
+                out.append(TableRetention(table, holds, kept, int(rows), oldest, until))
+    return out

@@ -35,6 +35,7 @@ class StorageSettings:
     spool_dir: str = ""
     retry_interval_s: float = 2.0
     retention_days: int = 30
+    legal_retention_years: int = 5
     sqlite_synchronous: str = "FULL"
     pool_size: int = 5
 
@@ -57,6 +58,11 @@ class StorageSettings:
             raise StorageSettingsError("storage.flush_interval_ms: must not be negative")
         if self.retry_interval_s <= 0:
             raise StorageSettingsError("storage.retry_interval_s: must be positive")
+        if not isinstance(self.legal_retention_years, int) or self.legal_retention_years < 1:
+            raise StorageSettingsError(
+                "storage.legal_retention_years: must be a whole number of years >= 1, got "
+                f"{self.legal_retention_years!r}"
+            )
         return self
 
 
