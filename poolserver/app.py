@@ -170,6 +170,8 @@ class PoolApp:
         self.probe_service: Any = None
         self._probe_engine: Any = None
         self.security_writer: Any = None  # poolserver.security.writer (None: no storage)
+        self.web: Any = None  # poolserver.web.app.WebServer ([web], needs the database)
+        self.web_address: tuple[str, int] | None = None
         self.clock_watch: Any = None
 
     async def start(self) -> None:
@@ -178,6 +180,10 @@ class PoolApp:
         from poolserver.report_deadline import check_reports_config
 
         check_reports_config(cfg.reports)
+        if cfg.web.enabled:
+            from poolserver.web import check_web_config
+
+            check_web_config(cfg.web)
         data = cfg.data_path
         data.mkdir(parents=True, exist_ok=True)
         from poolserver.bitcoin import template_feed
@@ -281,14 +287,20 @@ class PoolApp:
             self._unsubscribe_cutoff = connect_cutoff(self.register_policy.events, self.server)
         self.stratum_addresses = await self.server.start()
         self._start_deadline_reminder()
+        if cfg.web.enabled and self.storage is not None:
+            await self._start_web()
         self.clock_watch.start()
         if cfg.metrics.enabled:
             self._start_metrics()
         log.info(
-            "qazpool started: stratum on %s, metrics on %s, data in %s, hash core %s",
+            "qazpool started: stratum on %s, metrics on %s, web page on %s, data in %s, "
+            "hash core %s",
             ", ".join(f"stratum+tcp://{h}:{p}" for h, p in self.stratum_addresses),
             f"http://{self.metrics_address[0]}:{self.metrics_address[1]}/metrics"
             if self.metrics_address
+            else "(disabled)",
+            f"http://{self.web_address[0]}:{self.web_address[1]}/"
+            if self.web_address
             else "(disabled)",
             data.resolve(),
             hashcore.backend(),
@@ -303,6 +315,25 @@ class PoolApp:
             reports_dir(self.config), rc.deadline_day, rc.reminder_interval_s
         )
         self.deadline_reminder.start()
+
+    async def _start_web(self) -> None:
+        """Issue 16: the pool page and read-only API on [web] host:port."""
+        from poolserver.web import WebStats, web_context
+        from poolserver.web.app import WebServer
+        from poolserver.web.queries import PoolFigures
+        from stratum.difficulty import DIFF1
+
+        feed = self.feed
+
+        def figures() -> PoolFigures:
+            job = feed.current_job
+            if job is None:
+                return PoolFigures(0.0, 0)
+            return PoolFigures(DIFF1 / job.network_target, job.height)
+
+        ctx = web_context(self.config, self.storage.engine, figures)
+        self.web = WebServer(ctx, WebStats())
+        self.web_address = await self.web.start()
 
     async def _take_instance_lease(self) -> None:
         """Scale-out: [pool].node_id (the extranonce1 prefix) leased in the shared database;
@@ -376,6 +407,7 @@ class PoolApp:
             deadline=self.deadline_reminder,
             probe=self.probe_service.stats if self.probe_service is not None else None,
             security=self.security_writer.stats if self.security_writer is not None else None,
+            web=self.web.stats if self.web is not None else None,
             clock=self.clock_watch,
         )
         self.metrics_server, _ = start_metrics(
@@ -456,6 +488,8 @@ class PoolApp:
             await self._probe_engine.dispose()
         if self.security_writer is not None:
             await self.security_writer.stop()  # after the server: its last flood summaries
+        if self.web is not None:
+            await self.web.stop()
         if self.block_recovery is not None:
             await self.block_recovery.stop()
         if self.block_sink is not None:

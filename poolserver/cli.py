@@ -25,6 +25,7 @@ COMMANDS = [
     "report",
     "probe",
     "security_log",
+    "web",
     "backup",
     "service",
 ]

@@ -308,6 +308,30 @@ class ProbeConfig:
 
 
 @dataclass
+class WebConfig:
+    # The pool web page and read-only JSON API (issue 16), served by `poolserver run`.
+    enabled: bool = True
+    # Bind address; keep 127.0.0.1 and put a TLS reverse proxy in front (README).
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Per client IP: a token bucket of `rate_limit_burst` requests refilled at this rate.
+    rate_limit_per_minute: int = 120
+    rate_limit_burst: int = 30
+    # Peers allowed to name the client in X-Forwarded-For (the reverse proxy, e.g. "127.0.0.1");
+    # empty = the TCP peer is the client.
+    trusted_proxies: list[str] = field(default_factory=list)
+    # SHA-256 (hex) of the regulator's read token (`poolserver web regulator-token` makes one);
+    # empty = the regulator view is off.
+    regulator_token_sha256: str = ""
+    # Page languages offered, first = default ("kk", "ru", "en").
+    languages: list[str] = field(default_factory=lambda: ["kk", "ru", "en"])
+    # Hashrate shown on the page and per worker: accepted difficulty over this many seconds.
+    hashrate_window_s: int = 600
+    # Workers listed for an account: those with a share in this many hours.
+    worker_history_h: int = 24
+
+
+@dataclass
 class Config:
     pool: PoolConfig = field(default_factory=PoolConfig)
     stratum: StratumConfig = field(default_factory=StratumConfig)
@@ -320,6 +344,7 @@ class Config:
     reports: ReportsConfig = field(default_factory=ReportsConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     clock: ClockConfig = field(default_factory=ClockConfig)
 
     @property

@@ -70,6 +70,7 @@ class Sources:
     deadline: Any = None  # poolserver.report_deadline.DeadlineReminder (.current() -> stats)
     probe: Any = None  # poolserver.probe_service.ProbeStats (None: [probe] disabled)
     security: Any = None  # poolserver.security.writer.SecurityLogStats
+    web: Any = None  # poolserver.web.stats.WebStats (None: no web server)
     clock: Any = None  # poolserver.bitcoin.clock.ClockWatch (.last reading, .checks)
 
 
@@ -133,6 +134,7 @@ class PoolCollector(Collector):
         yield from self._report_deadline()
         yield from self._probe()
         yield from self._security_log()
+        yield from self._web()
         yield from self._clock()
 
     # ---- families ---------------------------------------------------------------------------
@@ -682,6 +684,27 @@ class PoolCollector(Collector):
             self.s.clock.failures,
         )
 
+    def _web(self) -> Iterator[Metric]:
+        """Issue 16: the web page and API (labels: route template, status class)."""
+        if self.s.web is None:
+            return
+        w = self.s.web
+        yield _multi_label_counter(
+            "qazpool_web_requests_total", "Web/API requests by route template and status class",
+            ["route", "status_class"], dict(w.requests),
+        )
+        fam = HistogramMetricFamily(
+            "qazpool_web_request_duration_seconds", "Web/API request duration by route",
+            labels=["route"],
+        )
+        for route, hist in sorted(dict(w.seconds).items()):
+            _histogram("", "", hist, label_values=[route], family=fam)
+        yield fam
+        yield _counter(
+            "qazpool_web_rate_limited_total", "Web/API requests refused with 429 (per-IP limit)",
+            w.rate_limited,
+        )
+
 
     def _security_log(self) -> Iterator[Metric]:
         """Issue 17: the security event log's writer (drops = the queue overflowed)."""
@@ -703,6 +726,14 @@ class PoolCollector(Collector):
             st.write_errors_total,
         )
         yield _gauge("qazpool_security_events_queued", "Security events waiting", st.queued)
+
+
+def _multi_label_counter(name: str, doc: str, labels: list[str],
+                        counts: dict[tuple[str, ...], Any]) -> Metric:  # fmt: skip
+    c = CounterMetricFamily(name, doc, labels=labels)
+    for key, value in sorted(counts.items()):
+        c.add_metric(list(key), value)
+    return c
 
 
 def start_metrics(

@@ -44,7 +44,7 @@ def db_reader(
         diff = network_difficulty()
         if diff > 0:
             snap.pplns_window_difficulty = float(k * Fraction(diff))
-            snap.pplns_window_work_difficulty = await _recent_work(engine)
+            snap.pplns_window_work_difficulty = await recent_work(engine)
         return snap
 
     return read
@@ -127,7 +127,8 @@ async def _licenses(engine: AsyncEngine, network: str, now: datetime, snap: DbSn
     snap.licenses_expiring = expiring_counts(expiry, now)
 
 
-async def _recent_work(engine: AsyncEngine) -> float:
+async def recent_work(engine: AsyncEngine) -> float:
+    """Difficulty sum of the newest ``PPLNS_SHARE_LIMIT`` shares (the PPLNS window's fill)."""
     from poolserver.storage.models import Share
 
     newest = select(Share.difficulty).order_by(Share.id.desc()).limit(PPLNS_SHARE_LIMIT).subquery()

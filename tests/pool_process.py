@@ -60,6 +60,9 @@ retry_interval_s = 0.5
 
 [metrics]
 enabled = false
+
+[web]
+port = 0
 {extra}"""
     )
     return path

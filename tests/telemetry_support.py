@@ -55,6 +55,7 @@ def pool_config(tmp_path: Path, fake: FakeBitcoind) -> dict[str, Any]:
             ]
         },
         "metrics": {"host": "127.0.0.1", "port": 0, "db_poll_interval_s": 0.5},
+        "web": {"port": 0},
         "register": {"enforce": "off"},
     }
 
@@ -134,6 +135,7 @@ async def paying_pool(tmp_path: Path) -> AsyncIterator[PayingPool]:
             "stratum": {"listeners": [{"host": "127.0.0.1", "port": 0,
                                        "start_difficulty": 1e-6, "min_difficulty": 1e-8}]},
             "metrics": {"host": "127.0.0.1", "port": 0, "db_poll_interval_s": 0.5},
+            "web": {"port": 0},
             "register": {"enforce": "off"},
             "payouts": {"tick_interval_s": 0.2, "allocation_delay_s": 0.0,
                         "maturity_confirmations": 2, "min_payout_sats": 1000},

@@ -26,6 +26,7 @@ def _config(tmp_path, enforce: str) -> dict:
             ]
         },
         "metrics": {"enabled": False},
+        "web": {"port": 0},
         "register": {"enforce": enforce, "poll_interval_s": 0.2, "operator": "test"},
     }
 
@@ -115,7 +116,7 @@ def test_wrong_network_payout_address_stops_run_before_any_io(tmp_path, caplog):
     conf.write_text(
         f'[pool]\ndata_dir = "{tmp_path / "data"}"\n'
         '[chain]\npayout_address = "1BoatSLRHtKNngkdXEeobR76b53LETtpyT"\n'
-        "[metrics]\nenabled = false\n[[stratum.listeners]]\nport = 0\n"
+        "[metrics]\nenabled = false\n[web]\nport = 0\n[[stratum.listeners]]\nport = 0\n"
     )
     assert main(["--config", str(conf), "run"]) == 1
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]

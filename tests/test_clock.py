@@ -76,6 +76,7 @@ def _embedded_config(tmp_path) -> dict[str, object]:
         "chain": {"persist": False},
         "stratum": {"listeners": [{"host": "127.0.0.1", "port": 0}]},
         "metrics": {"enabled": False},
+        "web": {"enabled": False},
     }
 
 

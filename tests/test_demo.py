@@ -5,13 +5,16 @@ miner refused and never credited, and `payouts reconcile` at zero afterwards."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import sqlite3
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,7 +31,7 @@ def start_demo(cwd: Path, duration: float) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
         [sys.executable, "-m", "poolserver", "demo", "--duration", str(duration),
-         "--stratum-port", "0", "--cpu-port", "0", "--metrics-port", "0"],
+         "--stratum-port", "0", "--cpu-port", "0", "--metrics-port", "0", "--web-port", "0"],
         cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
 
@@ -63,7 +66,21 @@ def check_common(out: str, tmp_path: Path) -> tuple[Path, tuple[int, ...]]:
     assert f"Database: sqlite+aiosqlite:///{db}" in out
     assert "payouts reconcile" in out and "payouts balances" in out
     assert re.search(r"cpuminer -a sha256d -o stratum\+tcp://127\.0\.0\.1:\d+ -u erlan\.cpu1", out)
+    # the web page: its address and the demo miner's read token, at the start and the end
+    (page,) = set(WEB.findall(out))
+    assert out.count(page[1]) >= 2 and query(db, "SELECT account FROM web_tokens") == [
+        ("aigerim",)]  # fmt: skip
     return db, final
+
+
+WEB = re.compile(r"demo: web page (http://127\.0\.0\.1:\d+/) .* account aigerim with read "
+                 r"token (qzp_[A-Za-z0-9_-]{43})")
+
+
+def get_json(url: str, token: str) -> Any:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
 
 
 def test_demo_stops_after_duration_with_summary(tmp_path: Path) -> None:
@@ -85,10 +102,21 @@ def test_demo_finds_blocks_credits_and_pays(tmp_path: Path) -> None:
     proc = start_demo(tmp_path, 400)
     lines: list[str] = []
     assert proc.stdout is not None
+    seen: dict[str, Any] = {}
     for line in proc.stdout:
         lines.append(line)
         p = progress(line)
+        page = WEB.search(line)
+        if page:
+            seen["url"], seen["token"] = page.groups()
         if p is not None and p[6] >= 1:  # payments
+            # what a new user does: open the page and look up the demo miner with its token
+            api = seen["url"] + "api/v1/accounts/aigerim/"
+            seen["workers"] = get_json(api + "workers", seen["token"])
+            seen["balance"] = get_json(api + "balance", seen["token"])
+            seen["payments"] = get_json(api + "payments", seen["token"])
+            with urllib.request.urlopen(seen["url"], timeout=10) as resp:
+                seen["page"] = resp.read().decode()
             proc.send_signal(signal.SIGINT)
             break
     rest, _ = proc.communicate(timeout=120)
@@ -108,6 +136,14 @@ def test_demo_finds_blocks_credits_and_pays(tmp_path: Path) -> None:
     credited_to = {a for (a,) in query(db, "SELECT DISTINCT account FROM ledger_entries "
                                            "WHERE kind = 'credit'")}  # fmt: skip
     assert credited_to & {"aigerim", "bolat", "dana", "erlan"}
+    # the page served and the demo miner's worker, balance and payments through the API
+    assert "/static/app.js" in seen["page"]
+    assert [w["worker"] for w in seen["workers"]["items"]] == ["rig1"]
+    paid_db = query(db, "SELECT coalesce(sum(o.amount), 0) FROM payment_outputs o JOIN payments p "
+                        "ON p.id = o.payment_id WHERE o.account = 'aigerim' AND p.status IN "
+                        "('broadcast', 'confirmed')")[0][0]  # fmt: skip
+    assert seen["balance"]["paid_sats"] <= paid_db  # more may have been paid before Ctrl-C
+    assert len(seen["payments"]["items"]) >= (1 if seen["balance"]["paid_sats"] else 0)
     # the books against the wallet afterwards: zero difference
     rec = subprocess.run(
         [sys.executable, "-m", "poolserver", "--config", str(db.parent / "demo.toml"),
@@ -122,7 +158,7 @@ def test_demo_finds_blocks_credits_and_pays(tmp_path: Path) -> None:
 def run_demo(cwd: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "poolserver", "demo", "--duration", "1", "--stratum-port", "0",
-         "--cpu-port", "0", "--metrics-port", "0", *extra],
+         "--cpu-port", "0", "--metrics-port", "0", "--web-port", "0", *extra],
         cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
         timeout=120,
     )  # fmt: skip

@@ -24,6 +24,7 @@ async def test_pool_pays_a_block_found_over_stratum(db_url, engine, tmp_path):
             "stratum": {"listeners": [{"host": "127.0.0.1", "port": 0,
                                        "start_difficulty": 1e-6, "min_difficulty": 1e-8}]},
             "metrics": {"enabled": False},
+            "web": {"port": 0},
             "payouts": {"tick_interval_s": 0.2, "allocation_delay_s": 0.0,
                         "maturity_confirmations": 2, "min_payout_sats": 1000},
         }

@@ -205,6 +205,7 @@ async def test_end_to_end_authorize_to_stored_verdict(db_url, tmp_path):
             "stratum": {"listeners": [{"host": "127.0.0.1", "port": 0,
                                        "start_difficulty": 1e-6, "min_difficulty": 1e-8}]},
             "metrics": {"enabled": False},
+            "web": {"enabled": False},
             "register": {"enforce": "off"},
             "probe": {"enabled": True, "allow": ["127.0.0.0/8"], **FAST,
                       "cgminer_port": p.cgminer, "btminer_port": p.btminer,

@@ -41,6 +41,7 @@ def _config(tmp_path, per_ip: int) -> dict:
             "ban_reject_ratio": 0.5,
         },
         "metrics": {"enabled": False},
+        "web": {"enabled": False},
         "payouts": {"enabled": False},
         "register": {"enforce": "on", "poll_interval_s": 0.2},
         "security": {"flush_interval_s": 0.05, "flood_report_s": 0.5},

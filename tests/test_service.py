@@ -161,6 +161,7 @@ async def test_pool_runs_as_the_service_user_and_writes_only_its_data_dir(servic
     text = text.replace(f'data_dir = "/var/lib/{USER}"', f'data_dir = "{data}"')
     text = text.replace('host = "0.0.0.0"\nport = 3333', f'host = "127.0.0.1"\nport = {port}')
     text = text.replace("port = 9108", f"port = {mport}")
+    text = text.replace("port = 8080", "port = 0")  # the web page on any free port
     text = text.replace("start_difficulty = 1.0\nmin_difficulty = 1.0",
                         "start_difficulty = 1e-6\nmin_difficulty = 1e-8")  # cheap test shares
     config.write_text(text)

@@ -33,6 +33,7 @@ def _config(tmp_path, fake: FakeBitcoind, stratum_port: int = 0, metrics_port: i
             ]
         },
         "metrics": {"host": "127.0.0.1", "port": metrics_port},
+        "web": {"port": 0},
         # A real node turns license enforcement on by default; these tests are not about it.
         "register": {"enforce": "off"},
     }
@@ -107,7 +108,7 @@ async def test_poolserver_run_subprocess_serves_and_stops_on_sigterm(tmp_path):
         f'[[node.nodes]]\nurl = "{fake.url}"\nuser = "{fake.user}"\npassword = "{fake.password}"\n'
         '[[stratum.listeners]]\nhost = "127.0.0.1"\nport = 0\n'
         f"start_difficulty = {lst['start_difficulty']}\nmin_difficulty = {lst['min_difficulty']}\n"
-        '[metrics]\nhost = "127.0.0.1"\nport = 0\n'
+        '[metrics]\nhost = "127.0.0.1"\nport = 0\n[web]\nport = 0\n'
         '[register]\nenforce = "off"\n'
     )
     path = tmp_path / "pool.toml"

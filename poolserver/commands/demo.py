@@ -59,6 +59,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="Prometheus /metrics port (0 = any free port)",
     )
     p.add_argument(
+        "--web-port",
+        type=int,
+        default=8080,
+        metavar="PORT",
+        help="the pool web page and API (0 = any free port)",
+    )
+    p.add_argument(
         "--fresh",
         action="store_true",
         help="delete the demo folder first (only a folder the demo made)",
@@ -88,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        for name in ("stratum_port", "cpu_port", "metrics_port"):
+        for name in ("stratum_port", "cpu_port", "metrics_port", "web_port"):
             _check_port(getattr(args, name), "--" + name.replace("_", "-"))
         if args.duration < 0:
             raise ValueError(f"--duration: must be >= 0, got {args.duration}")
@@ -100,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     data_dir = Path(args.dir).resolve()
     if args.fresh and (data_dir / CONFIG_NAME).exists():
         shutil.rmtree(data_dir)
-    ports = DemoPorts(args.stratum_port, args.cpu_port, args.metrics_port)
+    ports = DemoPorts(args.stratum_port, args.cpu_port, args.metrics_port, args.web_port)
     problem = demo_dir_problem(data_dir, ports)
     if problem is not None:
         print(f"poolserver demo: --dir: {problem}", file=sys.stderr)
@@ -125,15 +132,15 @@ async def _demo(args: argparse.Namespace) -> int:
     from poolserver.demo import view
     from poolserver.demo.asic import SimulatedAsic
     from poolserver.demo.figures import Snapshot, read_database
-    from poolserver.demo.seed import MINERS, seed_register
-    from poolserver.demo.settings import DemoPorts, write_demo_config
+    from poolserver.demo.seed import MINERS, seed_register, seed_web_token
+    from poolserver.demo.settings import WEB_DEMO_MINER, DemoPorts, write_demo_config
     from poolserver.register.repository import RegisterRepository
     from poolserver.register.timeutil import kz_date
     from poolserver.storage_config import open_storage_from_config
 
     data_dir = Path(args.dir).resolve()
     cfg_path = write_demo_config(data_dir, DemoPorts(args.stratum_port, args.cpu_port,
-                                                     args.metrics_port))  # fmt: skip
+                                                     args.metrics_port, args.web_port))  # fmt: skip
     log_path = data_dir / "pool.log"
     _log_to_file(log_path)
     config = load_config(str(cfg_path))
@@ -147,6 +154,7 @@ async def _demo(args: argparse.Namespace) -> int:
         if await seed_register(repo, kz_date(datetime.now(UTC))):
             out(f"demo: registered {len(MINERS)} demo miners (license of "
                 f"{[m.account for m in MINERS if m.suspended]} suspended)", flush=True)  # fmt: skip
+        web_token = await seed_web_token(storage.engine, data_dir, WEB_DEMO_MINER)
     finally:
         await storage.close()
     app = PoolApp(config)
@@ -160,8 +168,12 @@ async def _demo(args: argparse.Namespace) -> int:
     (sh, sp), (ch, cp) = app.stratum_addresses[0], app.stratum_addresses[1]
     metrics = (f"http://{app.metrics_address[0]}:{app.metrics_address[1]}/metrics"
                if app.metrics_address else None)  # fmt: skip
+    web = view.WebPage(f"http://{app.web_address[0]}:{app.web_address[1]}/", WEB_DEMO_MINER,
+                       web_token) if app.web_address else None  # fmt: skip
     out(f"demo: qazpool started: stratum+tcp://{sh}:{sp} (ASICs), stratum+tcp://{ch}:{cp} "
         f"(CPU miners), metrics {metrics}, database {app.storage.url}", flush=True)  # fmt: skip
+    if web is not None:
+        out(view.web_line(web), flush=True)
     asics = [SimulatedAsic(sh if not m.cpu_port else ch, sp if not m.cpu_port else cp,
                            f"{m.account}.rig1", m.firmware, m.user_agent, m.sim_hashrate)
              for m in MINERS]  # fmt: skip
@@ -201,6 +213,8 @@ async def _demo(args: argparse.Namespace) -> int:
             out(view.progress_line(s), flush=True)
 
     title = f"qazpool demo — stratum+tcp://{sh}:{sp}, database {app.storage.url}"
+    if web is not None:
+        title += f", page {web.url}"
     try:
         if live:
             from rich.live import Live
@@ -225,7 +239,8 @@ async def _demo(args: argparse.Namespace) -> int:
             out(view.progress_line(snap), flush=True)
         await app.stop()
     ctx = view.DemoContext(config_path=cfg_path, database=app.storage.url, log_path=log_path,
-                           stratum=(sh, sp), cpu=(ch, cp), metrics=metrics)  # fmt: skip
+                           stratum=(sh, sp), cpu=(ch, cp), metrics=metrics,
+                           web=web)  # fmt: skip
     out(view.summary(snap, asics, ctx), flush=True)
     return 0
 

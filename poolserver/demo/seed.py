@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from poolserver.register.csvrows import HardwareRow
@@ -134,3 +135,21 @@ async def seed_register(repo: Any, today: date, now: datetime | None = None) -> 
             await repo.suspend(OPERATOR, license_number(m.account), now - timedelta(days=1),
                                "demo: reporting obligations not met", months=3)  # fmt: skip
     return True
+
+
+async def seed_web_token(engine: Any, data_dir: Path, account: str) -> str:
+    """The demo miner's read token for the web page: the one kept in the demo folder while it is
+    still live in the database, else a new one (written there 0600 for the next run)."""
+    from poolserver.demo.settings import WEB_TOKEN_FILE
+    from poolserver.web.tokens import WebTokens
+
+    tokens = WebTokens(engine)
+    path = data_dir / WEB_TOKEN_FILE
+    if path.exists():
+        kept = path.read_text().strip()
+        if kept and await tokens.check(account, kept):
+            return kept
+    token = await tokens.issue(account, "poolserver demo")
+    path.touch(mode=0o600)
+    path.write_text(token + "\n")
+    return token

@@ -7,7 +7,9 @@ Timings (all here, documented in README "Quick start"):
   (a few seconds with the simulated ASICs);
 - the rest of the network finds a block every ``NETWORK_BLOCK_INTERVAL_S`` seconds on average,
   so a pool block reaches depth 101 (coinbase spendable) about 50 s after it was found;
-- the payout service ticks every second and allocates a block 1 s after it was found.
+- the payout service ticks every second and allocates a block 1 s after it was found;
+- the web page on ``DemoPorts.web`` (8080) with a read token for ``WEB_DEMO_MINER``, kept in
+  ``WEB_TOKEN_FILE`` in the demo folder (demo only: a production token is shown once).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ SHARES_PER_BLOCK = 12
 NETWORK_BLOCK_INTERVAL_S = 0.6
 PAYOUT_TICK_S = 1.0
 MIN_PAYOUT_SATS = 100_000
+WEB_DEMO_MINER = "aigerim"
+WEB_TOKEN_FILE = "web-read-token.txt"
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class DemoPorts:
     stratum: int = 3333  # the ASIC port
     cpu: int = 3334  # low difficulty: a real CPU miner
     metrics: int = 9108
+    web: int = 8080  # the pool page and API
 
 
 def demo_toml(data_dir: Path, ports: DemoPorts, host: str = "127.0.0.1") -> str:
@@ -74,6 +79,11 @@ enabled = true
 host = "127.0.0.1"
 port = {ports.metrics}
 db_poll_interval_s = 2.0
+
+[web]
+enabled = true
+host = "127.0.0.1"
+port = {ports.web}
 
 [payouts]
 tick_interval_s = {PAYOUT_TICK_S!r}

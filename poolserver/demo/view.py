@@ -94,6 +94,17 @@ def render(s: Snapshot, asics: list[SimulatedAsic], title: str) -> Any:
     return Panel(Group(head, miners, foot), title=title)
 
 
+@dataclass(frozen=True)
+class WebPage:
+    url: str
+    account: str
+    token: str
+
+
+def web_line(web: WebPage) -> str:
+    return f"demo: web page {web.url} — look up account {web.account} with read token {web.token}"
+
+
 @dataclass
 class DemoContext:
     config_path: Path
@@ -102,6 +113,7 @@ class DemoContext:
     stratum: tuple[str, int]
     cpu: tuple[str, int]
     metrics: str | None
+    web: WebPage | None = None
 
 
 def _operator_commands(ctx: DemoContext) -> tuple[str, list[str]]:
@@ -120,9 +132,21 @@ def _metrics(ctx: DemoContext) -> tuple[str, list[str]]:
     return "Metrics (Prometheus)", [ctx.metrics or "metrics disabled"]
 
 
+def _web(ctx: DemoContext) -> tuple[str, list[str]]:
+    if ctx.web is None:
+        return "Web page", ["web page disabled"]
+    w = ctx.web
+    return "Web page (run the demo again to open it: it lives in the pool process)", [
+        f"{w.url}   account {w.account}   read token {w.token}",
+        f"the API: curl -H 'Authorization: Bearer {w.token}' {w.url}api/v1/accounts/"
+        f"{w.account}/balance",
+        f"another miner's token: poolserver --config {ctx.config_path} web token issue ACCOUNT",
+    ]
+
+
 SummaryHook = Callable[[DemoContext], tuple[str, list[str]]]
 # Extended by later features (web page, income reports, dashboards) when they land.
-SUMMARY_HOOKS: list[SummaryHook] = [_operator_commands, _metrics]
+SUMMARY_HOOKS: list[SummaryHook] = [_operator_commands, _metrics, _web]
 
 
 def summary(s: Snapshot, asics: list[SimulatedAsic], ctx: DemoContext) -> str:

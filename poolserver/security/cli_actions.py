@@ -31,6 +31,9 @@ MUTATING: frozenset[tuple[str, str]] = frozenset({
     ("report", "keygen"),
     # an operator-initiated connection to a machine's management API (stored as evidence)
     ("probe", "run"),
+    # miners' read tokens (issue/revoke; `web token list` is recorded with them) and the
+    # regulator's token: handing out read access is an operator act
+    ("web", "token"), ("web", "regulator-token"),
     # issue 17 part A's commands (classified ahead of the merge; absent ones are harmless)
     ("backup", ""), ("restore", ""),
 })  # fmt: skip

@@ -19,6 +19,7 @@ from sqlalchemy import (
     CheckConstraint,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -74,6 +75,9 @@ class Share(Base):
     created_at: Mapped[datetime] = mapped_column(index=True)
     user_agent: Mapped[str] = mapped_column(String(256), default="")
     extra: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+
+    # one miner's recent shares (the web page's workers, the regulator's history; issue 16)
+    __table_args__ = (Index("ix_shares_account_created_at", "account", "created_at"),)
 
 
 class ShareConflict(Base):

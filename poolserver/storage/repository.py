@@ -319,6 +319,20 @@ class Allocations:
             ).all()
         return [Allocation.from_bytes(bytes(r[0])) for r in rows]
 
+    async def of_account(self, account: str) -> list[Allocation]:
+        """The allocations with a distribution line of ``account`` (by the indexed
+        ``distributions.account``), oldest first."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(BlockAllocation.canonical)
+                    .join(Distribution, Distribution.allocation_id == BlockAllocation.id)
+                    .where(Distribution.account == account)
+                    .order_by(BlockAllocation.id)
+                )
+            ).all()
+        return [Allocation.from_bytes(bytes(r[0])) for r in rows]
+
 
 def _entry_row(e: LedgerRecord, created: datetime, block_ids: Mapping[str, int]) -> dict[str, Any]:
     return dict(
@@ -387,6 +401,18 @@ class Ledger:
         async with self.engine.connect() as conn:
             rows = (
                 await conn.execute(select(LedgerEntry.__table__).order_by(LedgerEntry.id))
+            ).all()
+        return [_entry_record(r) for r in rows]
+
+    async def account_entries(self, account: str) -> list[LedgerRecord]:
+        """One account's entries in append order (by the indexed ``account``)."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(LedgerEntry.__table__)
+                    .where(LedgerEntry.account == account)
+                    .order_by(LedgerEntry.id)
+                )
             ).all()
         return [_entry_record(r) for r in rows]
 
@@ -462,6 +488,16 @@ class SqlPaymentOutbox:
             )
         ).first()
         return None if p is None else await self._batch(conn, p)
+    async def batches_of(self, account: str) -> list[PaymentBatch]:
+        """The batches with an output to ``account``, oldest first (every output of each)."""
+        async with self.engine.connect() as conn:
+            ids = select(PaymentOutputRow.payment_id).where(PaymentOutputRow.account == account)
+            pays = (
+                await conn.execute(
+                    select(Payment.__table__).where(Payment.id.in_(ids)).order_by(Payment.id)
+                )
+            ).all()
+            return [await self._batch(conn, p) for p in pays]
 
     async def _batch(self, conn: AsyncConnection, p: Any) -> PaymentBatch:
         outs = (

@@ -68,6 +68,9 @@ LEGAL = {
 }
 OPERATIONAL = {
     "instance_leases": "which process holds which node id now (no history)",
+    "probe_results": "firmware probe results with their evidence; pruned after [probe].keep_days "
+    "except each machine's latest",
+    "web_tokens": "miners' web read tokens (SHA-256 only), issued and revoked by the operator",
     "alembic_version": "the schema revision",
 }
 
