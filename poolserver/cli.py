@@ -26,6 +26,7 @@ COMMANDS = [
     "probe",
     "security_log",
     "web",
+    "security-suite",
     "backup",
     "service",
 ]
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"poolserver.commands.{name}").register(sub)
+        importlib.import_module(f"poolserver.commands.{name.replace('-', '_')}").register(sub)
     return parser
 
 

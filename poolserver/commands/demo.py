@@ -112,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"poolserver demo: --dir: {problem}", file=sys.stderr)
         return 2
+    from poolserver.fdlimit import raise_open_files_limit
+
+    raise_open_files_limit()
     with asyncio.Runner(loop_factory=new_loop) as runner:
         return runner.run(_demo(args))
 

@@ -34,6 +34,8 @@ MUTATING: frozenset[tuple[str, str]] = frozenset({
     # miners' read tokens (issue/revoke; `web token list` is recorded with them) and the
     # regulator's token: handing out read access is an operator act
     ("web", "token"), ("web", "regulator-token"),
+    # an attack run against the pool (it registers its own test miners and suspends one)
+    ("security-suite", ""),
     # issue 17 part A's commands (classified ahead of the merge; absent ones are harmless)
     ("backup", ""), ("restore", ""),
 })  # fmt: skip
@@ -52,6 +54,7 @@ READ_ONLY: frozenset[tuple[str, str]] = frozenset({
     ("rates", "list"),
     ("report", "deadline"), ("report", "verify"),
     ("probe", "list"),
+    ("security-suite", "verify"),
     ("security-log", "export"), ("security-log", "verify"), ("security-log", "head"),
 })  # fmt: skip
 
