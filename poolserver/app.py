@@ -172,6 +172,7 @@ class PoolApp:
         self.security_writer: Any = None  # poolserver.security.writer (None: no storage)
         self.web: Any = None  # poolserver.web.app.WebServer ([web], needs the database)
         self.web_address: tuple[str, int] | None = None
+        self.clock_watch: Any = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -197,6 +198,10 @@ class PoolApp:
             self.rpc = instrument_nodes(template_feed.rpc_from_config(cfg), self.rpc_stats)
         log.info("template source: %s", getattr(self.rpc, "name", type(self.rpc).__name__))
         await template_feed.startup_check(self.rpc, cfg)
+        from poolserver.bitcoin.clock import ClockWatch
+
+        self.clock_watch = ClockWatch(self.rpc, cfg.clock)
+        await self.clock_watch.startup()  # ClockSkewError: a gross skew refuses the start
         if self.sink is None:
             from poolserver.storage_config import open_storage_from_config
 
@@ -285,6 +290,7 @@ class PoolApp:
         self._start_deadline_reminder()
         if cfg.web.enabled and self.storage is not None:
             await self._start_web()
+        self.clock_watch.start()
         if cfg.metrics.enabled:
             self._start_metrics()
         log.info(
@@ -403,6 +409,7 @@ class PoolApp:
             probe=self.probe_service.stats if self.probe_service is not None else None,
             security=self.security_writer.stats if self.security_writer is not None else None,
             web=self.web.stats if self.web is not None else None,
+            clock=self.clock_watch,
         )
         self.metrics_server, _ = start_metrics(
             cfg.metrics.host, cfg.metrics.port, self.stats, sources=sources
@@ -456,7 +463,7 @@ class PoolApp:
         took = self.server.new_job(job)
         if job.clean_jobs:
             self.notify_seconds.observe(took)
-        log.info(
+        log.debug(
             "job %s height %d%s sent to %d miners in %.1f ms",
             job.job_id,
             job.height,
@@ -488,7 +495,8 @@ class PoolApp:
             await self.block_recovery.stop()
         if self.block_sink is not None:
             await self.block_sink.drain()
-        for sampler in (self.loop_sampler, self.db_poller, self.deadline_reminder):
+        for sampler in (self.loop_sampler, self.db_poller, self.deadline_reminder,
+                        self.clock_watch):  # fmt: skip
             if sampler is not None:
                 await sampler.stop()
         if self.payout_service is not None:

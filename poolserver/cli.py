@@ -27,6 +27,8 @@ COMMANDS = [
     "security_log",
     "web",
     "security-suite",
+    "backup",
+    "service",
 ]
 
 
@@ -80,6 +82,12 @@ def _record_cli_action(args: argparse.Namespace, argv: list[str], rc: int) -> No
     from poolserver.register.cli_support import who
 
     operator = who(load_config(args.config), args)
+    if getattr(args, "command", "") == "restore" and getattr(args, "into", None):
+        # `restore --into DIR`: the event belongs to the restored database
+        from poolserver.commands.backup import record_restore
+
+        record_restore(args, operator, argv, rc)
+        return
     cli_actions.record(args.config, operator, args, argv, rc)
 
 

@@ -32,6 +32,8 @@ class PoolConfig:
     # hand out the same extranonce1.
     node_id: int = 0
     log_level: str = "INFO"
+    # "text" (one line, UTC+5 time) or "json" (one object per line for log shippers).
+    log_format: str = "text"
     # Instances sharing one database: the node_id is leased in the database with this TTL
     # (renewed every TTL/3); a second live process with the same node_id is refused at startup,
     # a restart after kill -9 waits at most this long.
@@ -269,6 +271,19 @@ class ReportsConfig:
 
 
 @dataclass
+class ClockConfig:
+    # Host clock against the chain (poolserver/bitcoin/clock.py): at startup and this often
+    # (seconds; 0 = only at startup).
+    check_interval_s: float = 600.0
+    # main/test/signet: a tip older than this by the host clock means the host is ahead.
+    max_tip_age_s: float = 7200.0
+    # Warn when the host clock is this far outside the chain's bounds; refuse to start beyond
+    # refuse_s (0 = never refuse).
+    warn_s: float = 60.0
+    refuse_s: float = 3600.0
+
+
+@dataclass
 class ProbeConfig:
     # Firmware probe (issue 15): after mining.authorize, ask the miner's own read-only API what
     # machine it is and compare it with the hardware register. Off unless enabled.
@@ -334,6 +349,7 @@ class Config:
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    clock: ClockConfig = field(default_factory=ClockConfig)
 
     @property
     def data_path(self) -> Path:

@@ -71,6 +71,7 @@ class Sources:
     probe: Any = None  # poolserver.probe_service.ProbeStats (None: [probe] disabled)
     security: Any = None  # poolserver.security.writer.SecurityLogStats
     web: Any = None  # poolserver.web.stats.WebStats (None: no web server)
+    clock: Any = None  # poolserver.bitcoin.clock.ClockWatch (.last reading, .checks)
 
 
 def _gauge(name: str, doc: str, value: float, unit: str = "") -> Metric:
@@ -134,6 +135,7 @@ class PoolCollector(Collector):
         yield from self._probe()
         yield from self._security_log()
         yield from self._web()
+        yield from self._clock()
 
     # ---- families ---------------------------------------------------------------------------
     def _build(self) -> Iterator[Metric]:
@@ -683,6 +685,22 @@ class PoolCollector(Collector):
             "Calendar days (UTC+5) until the due day of the previous month's income reports, "
             "x 86400 (0 on the due day, negative once overdue)",
             st.days_left * 86400,
+        )
+
+    def _clock(self) -> Iterator[Metric]:
+        """Issue 17: the host clock's distance outside the chain's bounds (bitcoin/clock.py)."""
+        if self.s.clock is None or self.s.clock.last is None:
+            return
+        yield _gauge(
+            "qazpool_clock_skew_seconds",
+            "Host clock minus the nearest bound the chain puts on the real time (0 inside the "
+            "bounds, negative = host behind); a lower bound on the real skew",
+            self.s.clock.skew_s,
+        )
+        yield _counter(
+            "qazpool_clock_check_failures",
+            "Periodic clock checks the node did not answer",
+            self.s.clock.failures,
         )
 
     def _web(self) -> Iterator[Metric]:

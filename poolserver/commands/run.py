@@ -40,7 +40,7 @@ async def serve(config_path: str | None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    configure_logging(config.pool.log_level)
+    configure_logging(config.pool.log_level, config.pool.log_format)
     from poolserver.fdlimit import check_open_files_limit
 
     check_open_files_limit(config.stratum.max_connections_per_ip)

@@ -80,8 +80,9 @@ async def open_storage(settings: StorageSettings, *, create_if_empty: bool = Tru
             )
         if reachable:
             if empty and create_if_empty:
-                log.info("storage: empty database, creating the schema")
-                await schema.upgrade(engine)
+                revision = await schema.upgrade(engine)
+                log.info("storage: empty database, schema created at revision %s",
+                         ", ".join(revision))  # fmt: skip
             await schema.check_schema(engine)
         journal = ShareJournal(
             engine,

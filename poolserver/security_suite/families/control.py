@@ -78,11 +78,14 @@ async def ct01(ctx: Context, obs: Observation) -> None:
 
 @case("CT-02", "Only the configured ports listen", quick=True,
       sends="reads the pool process's listening sockets from /proc",
-      expected="every listening socket is a [[stratum.listeners]] port or the [metrics] port")
+      expected="every listening socket is a [[stratum.listeners]] port, the [metrics] port or "
+               "the [web] port")
 async def ct02(ctx: Context, obs: Observation) -> None:
     allowed = {lst.port for lst in ctx.config.stratum.listeners}
     if ctx.config.metrics.enabled:
         allowed.add(ctx.config.metrics.port)
+    if ctx.config.web.enabled:  # issue 16's page and API (the pool serves it from the database)
+        allowed.add(ctx.config.web.port)
     listening = observe.listening_of(ctx.pid)
     obs.fact(f"pid {ctx.pid} listens on {', '.join(f'{h}:{p}' for h, p in listening)}")
     extra = [f"{h}:{p}" for h, p in listening if p not in allowed]
