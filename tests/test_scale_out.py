@@ -157,6 +157,9 @@ retry_interval_s = 0.5
 [metrics]
 enabled = false
 
+[web]
+enabled = false
+
 [register]
 enforce = "off"
 
