@@ -68,6 +68,18 @@ DEFENCES: dict[str, tuple[str, ...]] = {
     "CT-03": ("lenient_framing",),
     "CT-04": ("harness:key_world_readable",),
     "CT-05": ("harness:data_dir_world_writable",),
+    "WB-01": ("web_enumeration",),
+    "WB-02": ("no_web_rate_limit",),
+    "WB-03": ("web_trust_forwarded",),
+    "WB-04": ("web_query_token", "web_cacheable", "web_cors"),
+    "WB-05": ("web_open_regulator",),
+    "WB-06": ("web_naive_static",),
+    "WB-07": ("web_lenient_params",),
+    "WB-08": ("web_any_method",),
+    "WB-09": ("web_huge_headers",),
+    "WB-10": ("web_headers_on_success_only",),
+    "WB-11": ("web_unsafe_csp",),
+    "WB-12": ("web_bind_all",),
 }
 
 
@@ -81,7 +93,7 @@ def test_every_case_has_a_weakening_that_must_make_it_fail() -> None:
             assert w.startswith("harness:") or w in WEAKENINGS, w
     families = {c.family for c in cases}
     assert families == {"framing", "protocol_abuse", "exhaustion", "credit", "identity",
-                        "control"}
+                        "control", "web"}
 
 
 def test_selection_and_target_rules() -> None:
