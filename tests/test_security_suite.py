@@ -218,3 +218,35 @@ def test_cases_fail_against_the_weakened_pool(tmp_path: Path, weakenings: tuple[
     assert held == [], f"not detected under {weakenings}: {held}\n" + "\n".join(
         f"{c['id']}: {c['observation']}" for c in doc["cases"] if c["id"] in held)
     assert res.returncode == 1
+
+
+def test_web_cases_are_not_applicable_when_the_web_server_is_disabled() -> None:
+    """[web].enabled = false: every web case says so and is never counted as held."""
+    from poolserver.commands.security_suite import _web_url
+    from poolserver.config import Config, WebConfig
+    from poolserver.security_suite.context import Context
+    from poolserver.security_suite.model import NOT_APPLICABLE, Observation, Result
+    from poolserver.security_suite.protocol import document
+
+    config = Config(web=WebConfig(enabled=False))
+    ctx = Context("127.0.0.1", 1, config, None, 0, None, None, None)  # type: ignore[arg-type]
+    ctx.web_url, ctx.web_off = _web_url(config, None)
+    assert ctx.web_url is None and "[web].enabled = false" in ctx.web_off
+    web_cases = select(all_cases(), ["web"], False)
+    assert len(web_cases) >= 10
+    results = []
+    for case in web_cases:
+        obs = Observation(True)
+        asyncio.run(case.body(ctx, obs))
+        assert obs.not_applicable == ctx.web_off, case.id
+        results.append(Result(case, NOT_APPLICABLE, obs.facts, "", 0.0, {}))
+    ct = next(c for c in all_cases() if c.id == "CT-01")
+    s = document({}, [*results, Result(ct, "held", [], "", 0.0, {})], [])["summary"]
+    assert (s["held"], s[NOT_APPLICABLE], s["all_held"]) == (1, len(results), True)
+    only_na = document({}, results, [])["summary"]
+    assert only_na["held"] == 0 and not only_na["all_held"]
+    # an ephemeral [web] port cannot be guessed: the tester must name it
+    assert _web_url(Config(web=WebConfig(port=0)), None)[0] is None
+    assert _web_url(Config(web=WebConfig(port=0)), "http://127.0.0.1:9/")[0] == "http://127.0.0.1:9"
+    assert _web_url(Config(web=WebConfig(host="0.0.0.0", port=81)), None)[0] == \
+        "http://127.0.0.1:81"
