@@ -33,7 +33,8 @@ class Answer:
         if not self.status:
             return f"no HTTP answer ({self.note})"
         body = self.body[:120].decode(errors="replace").replace("\n", " ")
-        return f"{self.status} {self.reason} {self.header('content-type') or ''} {body!r}"
+        # ascii(): the protocol's PDF fonts have no emoji or fullwidth glyphs
+        return f"{self.status} {self.reason} {self.header('content-type') or ''} {body!a}"
 
 
 def split_base(url: str) -> tuple[str, int]:
