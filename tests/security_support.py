@@ -5,6 +5,7 @@ and the suite run against it as the tester would (``poolserver security-suite``)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -22,7 +23,12 @@ auth_backoff_max_s = 60.0
 """
 
 
-def write_suite_config(path: Path, data_dir: Path, port: int, metrics_port: int) -> Path:
+# The regulator's token of the test pools ([web] regulator_token_sha256 is its SHA-256).
+REGULATOR_TOKEN = "qzr_security-suite-test-regulator-token"
+
+
+def write_suite_config(path: Path, data_dir: Path, port: int, metrics_port: int,
+                       web_port: int) -> Path:  # fmt: skip
     path.write_text(f"""[pool]
 data_dir = "{data_dir}"
 log_level = "INFO"
@@ -54,6 +60,12 @@ enabled = false
 [register]
 enforce = "on"
 poll_interval_s = 0.5
+
+[web]
+enabled = {"true" if web_port else "false"}
+host = "127.0.0.1"
+port = {web_port}
+regulator_token_sha256 = "{hashlib.sha256(REGULATOR_TOKEN.encode()).hexdigest()}"
 """)
     return path
 
@@ -61,14 +73,15 @@ poll_interval_s = 0.5
 class SuitePool(PoolProcess):
     """The pool as a child process, optionally weakened (``tests.weak_pool``)."""
 
-    def __init__(self, tmp: Path, weakenings: tuple[str, ...] = ()) -> None:
+    def __init__(self, tmp: Path, weakenings: tuple[str, ...] = (), web: bool = True) -> None:
         tmp.mkdir(parents=True, exist_ok=True)
         self.data_dir = tmp / "data"
         self.data_dir.mkdir(mode=0o700, exist_ok=True)
         self.port = free_port()
         self.metrics_port = free_port()
+        self.web_port = free_port() if web else 0
         config = write_suite_config(tmp / "pool.toml", self.data_dir, self.port,
-                                    self.metrics_port)  # fmt: skip
+                                    self.metrics_port, self.web_port)  # fmt: skip
         super().__init__(config, tmp / "pool.log")
         self.weakenings = weakenings
         self.tmp = tmp

@@ -68,6 +68,18 @@ DEFENCES: dict[str, tuple[str, ...]] = {
     "CT-03": ("lenient_framing",),
     "CT-04": ("harness:key_world_readable",),
     "CT-05": ("harness:data_dir_world_writable",),
+    "WB-01": ("web_enumeration",),
+    "WB-02": ("no_web_rate_limit",),
+    "WB-03": ("web_trust_forwarded",),
+    "WB-04": ("web_query_token", "web_cacheable", "web_cors"),
+    "WB-05": ("web_open_regulator",),
+    "WB-06": ("web_naive_static",),
+    "WB-07": ("web_lenient_params",),
+    "WB-08": ("web_any_method",),
+    "WB-09": ("web_huge_headers",),
+    "WB-10": ("web_headers_on_success_only",),
+    "WB-11": ("web_unsafe_csp",),
+    "WB-12": ("web_bind_all",),
 }
 
 
@@ -81,7 +93,7 @@ def test_every_case_has_a_weakening_that_must_make_it_fail() -> None:
             assert w.startswith("harness:") or w in WEAKENINGS, w
     families = {c.family for c in cases}
     assert families == {"framing", "protocol_abuse", "exhaustion", "credit", "identity",
-                        "control"}
+                        "control", "web"}
 
 
 def test_selection_and_target_rules() -> None:
@@ -206,3 +218,35 @@ def test_cases_fail_against_the_weakened_pool(tmp_path: Path, weakenings: tuple[
     assert held == [], f"not detected under {weakenings}: {held}\n" + "\n".join(
         f"{c['id']}: {c['observation']}" for c in doc["cases"] if c["id"] in held)
     assert res.returncode == 1
+
+
+def test_web_cases_are_not_applicable_when_the_web_server_is_disabled() -> None:
+    """[web].enabled = false: every web case says so and is never counted as held."""
+    from poolserver.commands.security_suite import _web_url
+    from poolserver.config import Config, WebConfig
+    from poolserver.security_suite.context import Context
+    from poolserver.security_suite.model import NOT_APPLICABLE, Observation, Result
+    from poolserver.security_suite.protocol import document
+
+    config = Config(web=WebConfig(enabled=False))
+    ctx = Context("127.0.0.1", 1, config, None, 0, None, None, None)  # type: ignore[arg-type]
+    ctx.web_url, ctx.web_off = _web_url(config, None)
+    assert ctx.web_url is None and "[web].enabled = false" in ctx.web_off
+    web_cases = select(all_cases(), ["web"], False)
+    assert len(web_cases) >= 10
+    results = []
+    for case in web_cases:
+        obs = Observation(True)
+        asyncio.run(case.body(ctx, obs))
+        assert obs.not_applicable == ctx.web_off, case.id
+        results.append(Result(case, NOT_APPLICABLE, obs.facts, "", 0.0, {}))
+    ct = next(c for c in all_cases() if c.id == "CT-01")
+    s = document({}, [*results, Result(ct, "held", [], "", 0.0, {})], [])["summary"]
+    assert (s["held"], s[NOT_APPLICABLE], s["all_held"]) == (1, len(results), True)
+    only_na = document({}, results, [])["summary"]
+    assert only_na["held"] == 0 and not only_na["all_held"]
+    # an ephemeral [web] port cannot be guessed: the tester must name it
+    assert _web_url(Config(web=WebConfig(port=0)), None)[0] is None
+    assert _web_url(Config(web=WebConfig(port=0)), "http://127.0.0.1:9/")[0] == "http://127.0.0.1:9"
+    assert _web_url(Config(web=WebConfig(host="0.0.0.0", port=81)), None)[0] == \
+        "http://127.0.0.1:81"

@@ -325,6 +325,193 @@ def extra_listener() -> None:
 _KEEP: list[socket.socket] = []
 
 
+# ---- the web server (issue 16) ----------------------------------------------------------------
+
+
+def web_enumeration() -> None:
+    """An account nobody holds a token for answers a plain 'no such account' 404."""
+    from aiohttp import web
+    from sqlalchemy import func, select
+
+    from poolserver.storage.web_models import WebToken
+    from poolserver.web import tokens
+
+    check = tokens.WebTokens.check
+
+    async def leaky(self: Any, account: str, presented: str | None) -> bool:
+        if await check(self, account, presented):
+            return True
+        async with self.engine.connect() as db:
+            n = await db.scalar(select(func.count()).where(WebToken.account == account))
+        if not n:
+            raise web.HTTPNotFound(reason="no such account")
+        return False
+
+    tokens.WebTokens.check = leaky  # type: ignore[method-assign]
+
+
+def no_web_rate_limit() -> None:
+    from poolserver.web import ratelimit
+
+    ratelimit.RateLimiter.take = lambda self, key, now: None  # type: ignore[method-assign]
+
+
+def web_trust_forwarded() -> None:
+    """X-Forwarded-For is believed from any peer."""
+    from poolserver.web import app
+
+    def client_ip(request: Any, proxies: frozenset[str]) -> str:
+        hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",")]
+        return hops[-1] if hops[-1] else (request.remote or "unknown")
+
+    app.client_ip = client_ip
+
+
+def web_query_token() -> None:
+    """The read token is also taken from ?token= (ends up in proxy logs and browser history)."""
+    from poolserver.web import handlers, params
+
+    bearer, known_only = handlers._bearer, params.known_only
+
+    def _bearer(request: Any) -> str | None:
+        return bearer(request) or request.query.get("token") or request.query.get("access_token")
+
+    def lenient(query: Any, allowed: tuple[str, ...]) -> None:
+        known_only(query, (*allowed, "token", "access_token"))
+
+    handlers._bearer = _bearer
+    params.known_only = lenient
+
+
+def _wrap_headers(extra: Callable[[Any, Any], None] | None = None,
+                  only_success: bool = False) -> None:  # fmt: skip
+    from aiohttp import web
+
+    from poolserver.web import app
+
+    inner = app.headers
+
+    @web.middleware
+    async def headers(request: Any, handler: Any) -> Any:
+        if only_success:
+            resp = await handler(request)
+            return await inner(request, lambda r: _done(resp)) if resp.status < 400 else resp
+        resp = await inner(request, handler)
+        if extra is not None:
+            extra(request, resp)
+        return resp
+
+    app.headers = headers
+
+
+async def _done(resp: Any) -> Any:
+    return resp
+
+
+def web_cors() -> None:
+    """Any origin may read answers, credentials included."""
+
+    def grant(request: Any, resp: Any) -> None:
+        resp.headers["Access-Control-Allow-Origin"] = request.headers.get("Origin", "*")
+        resp.headers["Access-Control-Allow-Credentials"] = "true"
+
+    _wrap_headers(grant)
+
+
+def web_cacheable() -> None:
+    """Token-protected answers are cacheable like public ones."""
+    from poolserver.web import app
+
+    app.PRIVATE_PREFIXES = ()
+
+
+def web_headers_on_success_only() -> None:
+    """Security headers only on successful answers (errors go out bare)."""
+    _wrap_headers(only_success=True)
+
+
+def web_unsafe_csp() -> None:
+    from poolserver.web import app
+
+    app.CSP = app.CSP.replace("script-src 'self'", "script-src 'self' 'unsafe-inline'")
+
+
+def web_open_regulator() -> None:
+    """Any bearer token opens the regulator view."""
+    from poolserver.web import handlers
+
+    handlers.regulator_ok = lambda presented, configured: bool(presented)
+
+
+def web_naive_static() -> None:
+    """Static files served by joining the decoded path to the directory, with a listing."""
+    import urllib.parse
+    from pathlib import Path
+
+    from aiohttp import web
+
+    def add_static(self: Any, prefix: str, path: Any, **kw: Any) -> Any:
+        async def naive(request: Any) -> Any:
+            tail = urllib.parse.unquote(request.match_info["tail"])
+            target = Path(f"{path}/{tail}")
+            if target.is_dir():
+                return web.Response(text="Index of\n" + "\n".join(os.listdir(target)))
+            if not target.is_file():
+                raise web.HTTPNotFound()
+            return web.Response(body=target.read_bytes())
+
+        return self.add_get(prefix + "/{tail:.*}", naive)
+
+    web.UrlDispatcher.add_static = add_static  # type: ignore[method-assign]
+
+
+def web_lenient_params() -> None:
+    """Numbers are read with int() and no bounds: bad values reach the query layer."""
+    from poolserver.web import params
+
+    def integer(query: Any, field: str, default: int, low: int, high: int) -> int:
+        raw = query.get(field)
+        return default if raw is None else int(raw)
+
+    params.integer = integer
+
+
+def web_any_method() -> None:
+    """Every route answers every method."""
+    from aiohttp import web
+
+    def add_get(self: Any, path: str, handler: Any, **kw: Any) -> Any:
+        kw.pop("allow_head", None)
+        return self.add_route("*", path, handler, **kw)
+
+    web.UrlDispatcher.add_get = add_get  # type: ignore[method-assign]
+
+
+def web_huge_headers() -> None:
+    """The HTTP parser takes header fields and request lines of any size."""
+    from aiohttp import web
+
+    init = web.AppRunner.__init__
+
+    def __init__(self: Any, app: Any, **kw: Any) -> None:
+        init(self, app, **kw, max_line_size=1 << 26, max_field_size=1 << 26,
+             max_headers=1 << 20)  # fmt: skip
+
+    web.AppRunner.__init__ = __init__  # type: ignore[method-assign]
+
+
+def web_bind_all() -> None:
+    """The web server listens on every interface whatever [web].host says."""
+    from aiohttp import web
+
+    init = web.TCPSite.__init__
+
+    def __init__(self: Any, runner: Any, host: Any = None, port: Any = None, **kw: Any) -> None:
+        init(self, runner, "0.0.0.0", port, **kw)
+
+    web.TCPSite.__init__ = __init__  # type: ignore[method-assign]
+
+
 def _config_arg() -> str | None:
     argv = sys.argv
     return argv[argv.index("--config") + 1] if "--config" in argv else None
@@ -336,7 +523,11 @@ WEAKENINGS: dict[str, Callable[[], None]] = {
               no_flood_limit, no_auth_check, lenient_jobs, no_en2_check, no_ntime_check,
               no_version_mask, ignore_outside_bits, lenient_hex, no_diff_check, no_diff_clamp,
               no_dedup, no_resume_check,
-              lenient_names, no_enforce, leaky_metrics, extra_listener, no_fd_raise)
+              lenient_names, no_enforce, leaky_metrics, extra_listener, no_fd_raise,
+              web_enumeration, no_web_rate_limit, web_trust_forwarded, web_query_token,
+              web_cors, web_cacheable, web_headers_on_success_only, web_unsafe_csp,
+              web_open_regulator, web_naive_static, web_lenient_params, web_any_method,
+              web_huge_headers, web_bind_all)
 }
 
 

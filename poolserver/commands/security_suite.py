@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", dest="suite_config", metavar="FILE",
                    help="the pool's config (default: the global --config)")
     p.add_argument("--metrics", metavar="URL", help="metrics endpoint (default: [metrics])")
+    p.add_argument("--web", metavar="URL", help="the web page and API (default: [web] host:port "
+                   "of the config; its cases are not applicable when [web] is disabled)")
     p.add_argument("--out", metavar="DIR", help="protocol directory (default: "
                    "<data_dir>/security-protocols/<time>)")
     p.add_argument("--key", metavar="KEYFILE", help="the tester's Ed25519 signing key "
@@ -131,6 +133,19 @@ def _metrics_url(config: Config, given: str | None) -> str | None:
     return f"http://{host}:{m.port}/metrics"
 
 
+def _web_url(config: Config, given: str | None) -> tuple[str | None, str]:
+    """The web server's base URL, or None and why its cases cannot run."""
+    if given:
+        return given.rstrip("/"), ""
+    w = config.web
+    if not w.enabled:
+        return None, "the web server is disabled in the operator's config ([web].enabled = false)"
+    if w.port == 0:
+        return None, "[web].port = 0 (an ephemeral port): give the web server's URL with --web"
+    host = "127.0.0.1" if w.host in ("0.0.0.0", "") else "::1" if w.host == "::" else w.host
+    return f"http://{host}:{w.port}" if ":" not in host else f"http://[{host}]:{w.port}", ""
+
+
 async def _main(args: argparse.Namespace, config: Config, config_path: str | None, host: str,
                 port: int, cases: list[Any], private_key: Any, langs: list[str]) -> int:
     from poolserver.security_suite import observe
@@ -162,6 +177,7 @@ async def _main(args: argparse.Namespace, config: Config, config_path: str | Non
             await asyncio.sleep(config.register.poll_interval_s + 1.0)  # the pool reloads
         ctx = Context(host, port, config, config_path, pid, engine, fleet,
                       _metrics_url(config, args.metrics), quick=args.quick, ids=ids)
+        ctx.web_url, ctx.web_off = _web_url(config, args.web)
         try:
             ctx.listener  # noqa: B018 - validates that the port is a configured listener
         except ValueError as exc:
@@ -188,6 +204,10 @@ async def _main(args: argparse.Namespace, config: Config, config_path: str | Non
             results = await run_all(ctx, cases, base, limits, progress)
         finally:
             progress.close()
+            if ctx.web_tokens:
+                revoked = await ctx.revoke_web_tokens()
+                base.notes.append(f"web read tokens issued for {', '.join(revoked)} were "
+                                  "revoked after the run")  # fmt: skip
     finally:
         await fleet.stop()
         await engine.dispose()
@@ -208,7 +228,8 @@ async def _main(args: argparse.Namespace, config: Config, config_path: str | Non
         return _fail(str(exc))
     s = doc["summary"]
     print(f"security-suite: {s['held']} of {s['total']} case(s) held, {s['failed']} failed, "
-          f"{s['error']} error(s); signed protocol in {out} ({len(written)} files)")
+          f"{s['error']} error(s), {s['not applicable']} not applicable; signed protocol in "
+          f"{out} ({len(written)} files)")
     return 0 if s["all_held"] else 1
 
 

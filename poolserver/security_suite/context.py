@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from poolserver.config import Config, ListenerConfig
-from poolserver.security_suite import observe
+from poolserver.security_suite import http, observe
 from poolserver.security_suite.honest import HonestFleet
 from poolserver.security_suite.wire import Conn
 
@@ -61,6 +61,10 @@ class Context:
     first_source: ipaddress.IPv4Address = field(default_factory=lambda: random_first_source())
     source: str = str(FIRST_ATTACK_SOURCE)
     _next: int = 0
+    # The web page and API ([web] or --web): its base URL, or why there is none to attack.
+    web_url: str | None = None
+    web_off: str = ""
+    web_tokens: dict[str, str] = field(default_factory=dict)  # account -> live read token
 
     # ---- the pool's settings as configured -----------------------------------------------
 
@@ -107,6 +111,41 @@ class Context:
             raise RuntimeError(f"setup: the attacker account's login was refused: "
                                f"{reply.describe()}")  # fmt: skip
         return c
+
+    # ---- the web API --------------------------------------------------------------------------
+
+    async def web(self, target: str, *, source: str | None = None, **kw: Any) -> http.Answer:
+        """One raw HTTP request to the web server from the case's source (or ``source``)."""
+        assert self.web_url is not None
+        host, port = http.split_base(self.web_url)
+        return await http.request(host, port, source or self.source, target, **kw)
+
+    async def web_token(self, account: str) -> str:
+        """A read token for one of the suite's own miners, issued through the real CLI
+        (``poolserver web token issue``) once per run; ``revoke_web_tokens`` revokes them."""
+        if account not in self.web_tokens:
+            if not account.startswith("qzsec-"):
+                raise ValueError(f"refusing to issue a read token for {account!r}: the suite "
+                                 "only touches its own qzsec-* miners")  # fmt: skip
+            code, out = await self.cli("web", "token", "issue", account, "--note",
+                                       "security suite (revoked after the run)")  # fmt: skip
+            tokens = [w for w in out.split() if w.startswith("qzp_")]
+            if code != 0 or not tokens:
+                raise RuntimeError(f"setup: `poolserver web token issue {account}` failed "
+                                   f"(exit {code}): {out[-300:]}")  # fmt: skip
+            self.web_tokens[account] = tokens[0]
+        return self.web_tokens[account]
+
+    async def revoke_web_tokens(self, account: str | None = None) -> list[str]:
+        """Revoke the read tokens the suite issued (all of them, or ``account``'s)."""
+        done = []
+        for acc in [account] if account else list(self.web_tokens):
+            code, out = await self.cli("web", "token", "revoke", acc)
+            if code != 0:
+                raise RuntimeError(f"`poolserver web token revoke {acc}` failed: {out[-300:]}")
+            self.web_tokens.pop(acc, None)
+            done.append(acc)
+        return done
 
     # ---- observations ------------------------------------------------------------------------
 

@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 HELD = "held"
 FAILED = "failed"
 ERROR = "error"  # the case itself could not run (the tester's side); counts as not held
+# The surface the case attacks is switched off in the operator's config (e.g. [web] disabled):
+# stated in the protocol with the reason, never counted as held.
+NOT_APPLICABLE = "not applicable"
+VERDICT_ORDER = (HELD, FAILED, ERROR, NOT_APPLICABLE)
 
 
 @dataclass
@@ -29,6 +33,11 @@ class Observation:
     held: bool
     facts: list[str] = field(default_factory=list)
     credited_allowed: int = 0  # shares of the attacker's the case itself got accepted
+    not_applicable: str = ""  # why the attacked surface does not exist in this config
+
+    def not_applicable_because(self, reason: str) -> None:
+        self.not_applicable = reason
+        self.facts.append(f"NOT APPLICABLE: {reason}")
 
     def fact(self, text: str) -> None:
         self.facts.append(text)

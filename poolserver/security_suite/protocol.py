@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from poolserver import __version__
-from poolserver.security_suite.model import Result
+from poolserver.security_suite.model import NOT_APPLICABLE, VERDICT_ORDER, Result
 from reporting.model import KZ
 
 PACKAGES = ("poolserver", "stratum", "payouts", "reporting", "firmware_probe")
@@ -60,14 +60,16 @@ WORDS: dict[str, dict[str, str]] = {
 }
 VERDICTS = {"held": {"kk": "ӨТТІ", "ru": "ПРОЙДЕНО"},
             "failed": {"kk": "ӨТПЕДІ", "ru": "НЕ ПРОЙДЕНО"},
-            "error": {"kk": "ҚАТЕ", "ru": "ОШИБКА"}}
+            "error": {"kk": "ҚАТЕ", "ru": "ОШИБКА"},
+            "not applicable": {"kk": "ҚОЛДАНЫЛМАЙДЫ", "ru": "НЕ ПРИМЕНИМО"}}
 FAMILIES = {"framing": {"kk": "Кадрлау", "ru": "Кадрирование"},
             "protocol_abuse": {"kk": "Хаттаманы теріс пайдалану",
                                "ru": "Злоупотребление протоколом"},
             "exhaustion": {"kk": "Ресурстарды сарқу", "ru": "Исчерпание ресурсов"},
             "credit": {"kk": "Есептеу алаяқтығы", "ru": "Мошенничество с начислениями"},
             "identity": {"kk": "Сәйкестендіру", "ru": "Идентификация"},
-            "control": {"kk": "Басқару беттері", "ru": "Управляющие интерфейсы"}}
+            "control": {"kk": "Басқару беттері", "ru": "Управляющие интерфейсы"},
+            "web": {"kk": "Веб-бет және API", "ru": "Веб-страница и API"}}
 LANGS = ("kk", "ru")
 
 
@@ -114,7 +116,7 @@ def environment() -> dict[str, Any]:
 
 def document(run: dict[str, Any], results: list[Result], notes: list[str]) -> dict[str, Any]:
     digest, files = tree_hash()
-    counts = {v: sum(1 for r in results if r.verdict == v) for v in ("held", "failed", "error")}
+    counts = {v: sum(1 for r in results if r.verdict == v) for v in VERDICT_ORDER}
     return {
         "protocol": "qazpool security suite test protocol",
         "law": "Law of the Republic of Kazakhstan No. 193-VII, Art. 10(2)",
@@ -123,8 +125,11 @@ def document(run: dict[str, Any], results: list[Result], notes: list[str]) -> di
         "software": {"name": "qazpool", "version": __version__, "tree_sha256": digest,
                      "tree_files": files, "packages": list(PACKAGES)},
         "notes": notes,
+        # "all_held": every case that applies to this pool held (the not-applicable ones are
+        # counted and named apart; they never count as held)
         "summary": {"total": len(results), **counts,
-                    "all_held": counts["held"] == len(results) and bool(results)},
+                    "all_held": counts["held"] + counts[NOT_APPLICABLE] == len(results)
+                    and counts["held"] > 0},
         "cases": [r.as_json() for r in results],
     }
 
@@ -155,7 +160,7 @@ def _header_rows(doc: dict[str, Any], lang: str) -> list[tuple[str, str]]:
                                   f"{env['cpus']} CPU, hash core {env['hash_core']}"),
         (_w("honest", lang), "; ".join(doc["notes"])),
         (_w("total", lang), " / ".join(f"{_verdict(k, lang)}: {doc['summary'][k]}"
-                                       for k in ("held", "failed", "error"))),
+                                       for k in VERDICT_ORDER)),
     ]
 
 
@@ -277,5 +282,6 @@ def write_protocol(out_dir: Path, doc: dict[str, Any], langs: list[str],
               "started_utc": doc["run"]["started_utc"], "tester": f"{doc['run']['user']}@"
               f"{doc['run']['host']}", "software": f"qazpool {__version__}",
               "tree_sha256": doc["software"]["tree_sha256"],
-              "result": f"{s['held']}/{s['total']} held"}  # fmt: skip
+              "result": f"{s['held']}/{s['total']} held, "
+              f"{s[NOT_APPLICABLE]} not applicable"}  # fmt: skip
     return write_signed(out_dir, files, params, private_key)

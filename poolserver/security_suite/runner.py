@@ -21,7 +21,15 @@ from typing import Any
 
 from poolserver.security_suite.context import Context
 from poolserver.security_suite.honest import MAX_ACK_S
-from poolserver.security_suite.model import ERROR, FAILED, HELD, Case, Observation, Result
+from poolserver.security_suite.model import (
+    ERROR,
+    FAILED,
+    HELD,
+    NOT_APPLICABLE,
+    Case,
+    Observation,
+    Result,
+)
 
 MIB = 1 << 20
 
@@ -152,6 +160,8 @@ async def run_case(ctx: Context, case: Case, base: Baseline, limits: Limits) -> 
                 f"attacker's journaled shares +{gained} (legitimate: {obs.credited_allowed})")
     if verdict != ERROR:
         verdict = HELD if obs.held else FAILED
+        if obs.held and obs.not_applicable:
+            verdict = NOT_APPLICABLE
     return Result(case, verdict, obs.facts, started.isoformat(timespec="seconds"),
                   time.monotonic() - m0, checks)
 

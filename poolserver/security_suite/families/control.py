@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from poolserver.report_deadline import key_path
-from poolserver.security_suite import observe
+from poolserver.security_suite import http, observe
 from poolserver.security_suite.checks import request_refused
 from poolserver.security_suite.context import Context
 from poolserver.security_suite.model import Observation, family
@@ -84,8 +84,10 @@ async def ct02(ctx: Context, obs: Observation) -> None:
     allowed = {lst.port for lst in ctx.config.stratum.listeners}
     if ctx.config.metrics.enabled:
         allowed.add(ctx.config.metrics.port)
-    if ctx.config.web.enabled:  # issue 16's page and API (the pool serves it from the database)
+    if ctx.config.web.enabled and ctx.config.web.port:
         allowed.add(ctx.config.web.port)
+    if ctx.web_url:  # --web, or [web] as configured
+        allowed.add(http.split_base(ctx.web_url)[1])
     listening = observe.listening_of(ctx.pid)
     obs.fact(f"pid {ctx.pid} listens on {', '.join(f'{h}:{p}' for h, p in listening)}")
     extra = [f"{h}:{p}" for h, p in listening if p not in allowed]
