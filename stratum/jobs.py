@@ -20,7 +20,9 @@ from __future__ import annotations
 import itertools
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from stratum.coinbase import add_witness_reserved_value, build_coinbase
 from stratum.hashcore import sha256d
@@ -49,6 +51,36 @@ def unswap_prevhash(notify_prevhash: str) -> bytes:
     if len(raw) != 32:
         raise ValueError(f"prevhash must be 32 bytes, got {len(raw)}")
     return b"".join(raw[i : i + 4][::-1] for i in range(0, 32, 4))
+
+
+@dataclass
+class NotifiedWork:
+    """A ``mining.notify`` as a miner reads it (the demo's simulated ASICs, the security suite's
+    clients and the test client all grind from this): prevhash in header order, hex decoded."""
+
+    job_id: str
+    prevhash: bytes
+    coinb1: bytes
+    coinb2: bytes
+    branch: list[bytes]
+    version: int
+    nbits: int
+    ntime: int
+    clean: bool
+
+    @classmethod
+    def from_params(cls, p: list[Any]) -> NotifiedWork:
+        return cls(
+            str(p[0]),
+            unswap_prevhash(p[1]),
+            bytes.fromhex(p[2]),
+            bytes.fromhex(p[3]),
+            [bytes.fromhex(b) for b in p[4]],
+            int(p[5], 16),
+            int(p[6], 16),
+            int(p[7], 16),
+            bool(p[8]),
+        )
 
 
 class JobBuilder:

@@ -15,12 +15,12 @@ import asyncio
 import itertools
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from stratum import hashcore
 from stratum.difficulty import target_from_difficulty, target_from_nbits
-from stratum.jobs import unswap_prevhash
+from stratum.jobs import NotifiedWork
 
 
 class StratumClientError(RuntimeError):
@@ -28,32 +28,13 @@ class StratumClientError(RuntimeError):
 
 
 @dataclass
-class NotifiedJob:
-    job_id: str
-    prevhash: bytes
-    coinb1: bytes
-    coinb2: bytes
-    branch: list[bytes]
-    version: int
-    nbits: int
-    ntime: int
-    clean: bool
-    difficulty: float  # the difficulty in force when the job arrived (cpuminer's rule)
+class NotifiedJob(NotifiedWork):
+    difficulty: float = 0.0  # the difficulty in force when the job arrived (cpuminer's rule)
 
     @classmethod
-    def from_params(cls, p: list[Any], difficulty: float) -> NotifiedJob:
-        return cls(
-            p[0],
-            unswap_prevhash(p[1]),
-            bytes.fromhex(p[2]),
-            bytes.fromhex(p[3]),
-            [bytes.fromhex(b) for b in p[4]],
-            int(p[5], 16),
-            int(p[6], 16),
-            int(p[7], 16),
-            bool(p[8]),
-            difficulty,
-        )
+    def notified(cls, p: list[Any], difficulty: float) -> NotifiedJob:
+        work = NotifiedWork.from_params(p)
+        return cls(**{f.name: getattr(work, f.name) for f in fields(work)}, difficulty=difficulty)
 
 
 @dataclass
@@ -142,7 +123,7 @@ class StratumClient:
         if method == "mining.set_difficulty":
             self.difficulty = params[0]
         elif method == "mining.notify":
-            job = NotifiedJob.from_params(params, self.difficulty)
+            job = NotifiedJob.notified(params, self.difficulty)
             if job.clean:
                 self.jobs.clear()
             self.jobs[job.job_id] = job

@@ -26,26 +26,13 @@ from typing import Any
 
 from stratum import hashcore
 from stratum.difficulty import target_from_difficulty, target_from_nbits
-from stratum.jobs import unswap_prevhash
+from stratum.jobs import NotifiedWork as Job
 
 CHUNK = 4096  # nonces per hash-core call (in a worker thread: the core releases the GIL)
 
 
 class Refused(Exception):
     pass
-
-
-@dataclass
-class Job:
-    job_id: str
-    prevhash: bytes
-    coinb1: bytes
-    coinb2: bytes
-    branch: list[bytes]
-    version: int
-    nbits: int
-    ntime: int
-    clean: bool
 
 
 @dataclass
@@ -142,11 +129,8 @@ class SimulatedAsic:
         if method == "mining.set_difficulty":
             self._difficulty = float(p[0])
         elif method == "mining.notify":
-            clean = bool(p[8])
-            self._job = Job(p[0], unswap_prevhash(p[1]), bytes.fromhex(p[2]),
-                            bytes.fromhex(p[3]), [bytes.fromhex(b) for b in p[4]],
-                            int(p[5], 16), int(p[6], 16), int(p[7], 16), clean)  # fmt: skip
-            if clean:
+            self._job = Job.from_params(p)
+            if self._job.clean:
                 self._job_changed.set()
         elif method == "mining.set_extranonce":
             self._en1, self._en2_size = bytes.fromhex(p[0]), int(p[1])

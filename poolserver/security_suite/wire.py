@@ -20,37 +20,10 @@ from typing import Any
 
 from stratum import hashcore
 from stratum.difficulty import target_from_difficulty, target_from_nbits
-from stratum.jobs import unswap_prevhash
+from stratum.jobs import NotifiedWork as Job
 
 READ_LIMIT = 1 << 20
 AVOID_BLOCK_TRIES = 1 << 17  # nonces tried for a share that is not a block before taking one
-
-
-@dataclass
-class Job:
-    job_id: str
-    prevhash: bytes
-    coinb1: bytes
-    coinb2: bytes
-    branch: list[bytes]
-    version: int
-    nbits: int
-    ntime: int
-    clean: bool
-
-    @classmethod
-    def from_params(cls, p: list[Any]) -> Job:
-        return cls(
-            str(p[0]),
-            unswap_prevhash(p[1]),
-            bytes.fromhex(p[2]),
-            bytes.fromhex(p[3]),
-            [bytes.fromhex(b) for b in p[4]],
-            int(p[5], 16),
-            int(p[6], 16),
-            int(p[7], 16),
-            bool(p[8]),
-        )
 
 
 @dataclass
