@@ -17,9 +17,11 @@ October 2026 (Kazakhstan time, UTC+5):
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,12 +32,26 @@ from payouts.ledger import ChainStatus, EntryKind, LedgerEntry, block_entries, c
 from payouts.payments import PaymentBatch, PaymentOutput, PaymentStatus
 from payouts.pplns import PplnsParams, UnderfillPolicy
 from payouts.types import POOL_ACCOUNT, BlockRecord, ShareRecord, SuspensionInterval, Suspensions
+from poolserver.bitcoin.embedded_chain import EmbeddedChain
+from poolserver.cli import main
 from poolserver.register.repository import RegisterRepository
+from poolserver.storage.engine import create_engine
 from poolserver.storage.models import LedgerEntry as LedgerRow
 from poolserver.storage.models import Payment
 from poolserver.storage.repository import Allocations, FoundBlocks, Ledger, SqlPaymentOutbox
+from reporting.model import KZ
 from reporting.rates import Rate
-from tests.payout_support import ADDR, IDS
+from tests.payout_support import (
+    ADDR,
+    IDS,
+    OTHER_MINER,
+    durable_store,
+    find_block,
+    journal_shares,
+    seed_register,
+    share_plan,
+    utcnow,
+)
 
 REWARD = 312_512_345
 NAMES = {"alice": "«Әсем Қуат» ЖШС", "bob": "Бөбек Ғаниұлы ЖК", "dana": "«Һұнар Әлемі» ТОО"}
@@ -146,3 +162,41 @@ async def build_ledger(engine: Any) -> dict[str, Allocation]:
     await _pay(engine, "pay-2", "bob", ADDR["bob"], bob_b1, utc(2026, 11, 5, 6), "b2" * 32,
                1_200)
     return {"b1": b1, "b2": b2, "b3": b3, "b4": b4, "b5": b5}
+
+
+def paid_pool_ready_for_reports(db_url: str, tmp_path: Path) -> tuple[list[str], list[str]]:
+    """A pool config on ``db_url`` whose books hold real distributions: shares journaled, a block
+    the embedded chain mined, allocated, credited and paid by ``payouts run-once``, the day's
+    BTC/KZT rates imported and a report key made. Returns the CLI's ``--config`` arguments and
+    the report period (yesterday..tomorrow in Kazakhstan time: midnight-proof)."""
+    data = tmp_path / "data"
+    cfg = tmp_path / "pool.toml"
+    cfg.write_text(
+        f'[pool]\ndata_dir = "{data}"\n[storage]\nurl = "{db_url}"\n'
+        '[chain]\nbits = "207fffff"\n'
+        "[payouts]\nallocation_delay_s = 0.0\nmaturity_confirmations = 1\n"
+    )
+    base = ["--config", str(cfg)]
+
+    async def setup() -> None:
+        engine = create_engine(db_url)
+        try:
+            await seed_register(engine)
+            await journal_shares(
+                engine, tmp_path / "spool", share_plan(utcnow() - timedelta(minutes=10))
+            )
+            chain = EmbeddedChain("regtest", state_path=data / "embedded-chain.jsonl")
+            await find_block(chain, durable_store(engine, data), "alice")
+            chain.generatetoaddress(100, OTHER_MINER)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(setup())
+    assert main([*base, "payouts", "run-once"]) == 0  # allocate, credit, pay
+    today = datetime.now(UTC).astimezone(KZ).date()
+    days = [today - timedelta(days=1), today, today + timedelta(days=1)]
+    rates = tmp_path / "rates.csv"
+    rates.write_text("date,rate,source\n" + "".join(f"{d},45000000.00,KGD\n" for d in days))
+    assert main([*base, "rates", "import", str(rates)]) == 0
+    assert main([*base, "report", "keygen"]) == 0
+    return base, ["--from", str(days[0]), "--to", str(days[2])]

@@ -23,16 +23,7 @@ from poolserver.storage.metadata import load_all_models
 from poolserver.storage.models import FoundBlock, Share, ShareRollup
 from poolserver.storage.repository import Allocations
 from poolserver.storage.retention import LEGAL, OPERATIONAL, RAW, retention_status, roll_up
-from reporting.model import KZ
-from tests.payout_support import (
-    OTHER_MINER,
-    durable_store,
-    find_block,
-    journal_shares,
-    seed_register,
-    share_plan,
-    utcnow,
-)
+from tests.report_support import paid_pool_ready_for_reports
 
 
 def test_every_table_has_a_retention_decision():
@@ -65,37 +56,8 @@ def _reports(base: list[str], period: list[str], out: Path) -> dict[str, bytes]:
 
 
 def test_rolling_up_raw_shares_leaves_reports_and_legal_records_identical(db_url, tmp_path):
+    base, period = paid_pool_ready_for_reports(db_url, tmp_path)
     data = tmp_path / "data"
-    cfg = tmp_path / "pool.toml"
-    cfg.write_text(
-        f'[pool]\ndata_dir = "{data}"\n[storage]\nurl = "{db_url}"\n'
-        '[chain]\nbits = "207fffff"\n'
-        "[payouts]\nallocation_delay_s = 0.0\nmaturity_confirmations = 1\n"
-    )
-    base = ["--config", str(cfg)]
-
-    async def setup() -> None:
-        engine = create_engine(db_url)
-        try:
-            await seed_register(engine)
-            await journal_shares(
-                engine, tmp_path / "spool", share_plan(utcnow() - timedelta(minutes=10))
-            )
-            chain = EmbeddedChain("regtest", state_path=data / "embedded-chain.jsonl")
-            await find_block(chain, durable_store(engine, data), "alice")
-            chain.generatetoaddress(100, OTHER_MINER)
-        finally:
-            await engine.dispose()
-
-    asyncio.run(setup())
-    assert main([*base, "payouts", "run-once"]) == 0  # allocate, credit, pay
-    today = datetime.now(UTC).astimezone(KZ).date()
-    days = [today - timedelta(days=1), today, today + timedelta(days=1)]  # midnight-proof
-    rates = tmp_path / "rates.csv"
-    rates.write_text("date,rate,source\n" + "".join(f"{d},45000000.00,KGD\n" for d in days))
-    assert main([*base, "rates", "import", str(rates)]) == 0
-    assert main([*base, "report", "keygen"]) == 0
-    period = ["--from", str(days[0]), "--to", str(days[2])]
     before = _reports(base, period, tmp_path / "before")
     legal_before = asyncio.run(_legal_rows(db_url))
 
