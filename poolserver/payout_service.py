@@ -84,6 +84,7 @@ from payouts.types import (
     exact_difficulty,
     require_miner_id,
 )
+from poolserver.aio import wait_event
 from poolserver.bitcoin.node import Rpc, RpcError
 from poolserver.config import Config, ConfigError, PayoutsConfig
 from poolserver.payout_leader import FencedOutbox, PayoutLeader
@@ -654,8 +655,7 @@ class PayoutService:
         """Tick every ``tick_interval_s`` (the first one after one interval), and at once when
         this instance becomes the payout leader, until cancelled."""
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.cfg.tick_interval_s)
+            await wait_event(self._wake, self.cfg.tick_interval_s)
             self._wake.clear()
             try:
                 report = await self.tick()

@@ -36,6 +36,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from poolserver.aio import wait_event
 from poolserver.bitcoin.embedded_chain import EmbeddedChain
 from poolserver.bitcoin.embedded_chain import from_config as embedded_from_config
 from poolserver.bitcoin.node import (
@@ -136,7 +137,8 @@ class TemplateFeed:
         return lambda: self._listeners.remove(callback)
 
     async def wait_for_job(self, timeout: float | None = None) -> Job:
-        await asyncio.wait_for(self._have_job.wait(), timeout)
+        if not await wait_event(self._have_job, timeout):
+            raise TimeoutError(f"no job within {timeout} s")
         job = self.current_job
         assert job is not None
         return job
@@ -244,10 +246,7 @@ class TemplateFeed:
             else:
                 delay = self._retry
                 self._retry = min(self._retry * 2, self.retry_max_s)
-            try:
-                await asyncio.wait_for(self._wake.wait(), delay)
-            except TimeoutError:
-                pass
+            await wait_event(self._wake, delay)
 
     async def _longpoll_loop(self) -> None:
         while True:

@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from poolserver.aio import wait_event
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from poolserver.demo.settings import DEMO_DIR
@@ -257,7 +259,4 @@ async def _tick(stop: asyncio.Event, started: float, duration: float) -> None:
             stop.set()
             return
         wait = min(wait, left)
-    try:
-        await asyncio.wait_for(stop.wait(), wait)
-    except TimeoutError:
-        pass
+    await wait_event(stop, wait)

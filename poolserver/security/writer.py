@@ -10,7 +10,6 @@ error keeps the events queued (retried after ``retry_s``); ``stop()`` writes wha
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from poolserver.aio import wait_event
 from poolserver.security.log import NewEvent, SecurityLog
 
 log = logging.getLogger(__name__)
@@ -94,8 +94,7 @@ class SecurityEventWriter:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _pause(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopped.wait(), seconds)
+        await wait_event(self._stopped, seconds)
 
     async def _run(self) -> None:
         assert self._wake is not None

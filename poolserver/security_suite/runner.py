@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from poolserver.aio import wait_event
 from poolserver.security_suite.context import Context
 from poolserver.security_suite.honest import MAX_ACK_S
 from poolserver.security_suite.model import (
@@ -59,8 +60,7 @@ async def _sample_rss(ctx: Context, peak: list[int], stop: asyncio.Event) -> Non
     while not stop.is_set():
         with contextlib.suppress(OSError):
             peak[0] = max(peak[0], ctx.rss())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 0.1)
+        await wait_event(stop, 0.1)
 
 
 async def measure_baseline(ctx: Context, seconds: float) -> Baseline:

@@ -42,6 +42,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from poolserver.aio import wait_event
 from poolserver.storage.models import Share, ShareConflict
 from poolserver.storage.schema import SchemaError, check_schema
 from poolserver.storage.spool import Spool, SpoolError
@@ -406,10 +407,7 @@ class ShareJournal:
             wait = self._first_at + self.interval - time.monotonic()
             if wait > 0 and len(self._pending) < self.batch_size and not self._closing:
                 self._full.clear()
-                try:
-                    await asyncio.wait_for(self._full.wait(), wait)
-                except TimeoutError:
-                    pass
+                await wait_event(self._full, wait)
             batch = self._pending[: self.batch_size]
             del self._pending[: self.batch_size]
             if self._pending:
