@@ -257,11 +257,13 @@ class FencedOutbox(SqlPaymentOutbox):
 
 
 def leader_from_config(engine: AsyncEngine, config: Any,
-                       on_gain: Callable[[], None] | None = None) -> PayoutLeader:  # fmt: skip
+                       on_gain: Callable[[], None] | None = None,
+                       holder: str | None = None) -> PayoutLeader:  # fmt: skip
     from poolserver.config import ConfigError
 
     cfg = config.payouts
     try:
-        return PayoutLeader(engine, cfg.leader_ttl_s, cfg.leader_retry_s, on_gain=on_gain)
+        return PayoutLeader(engine, cfg.leader_ttl_s, cfg.leader_retry_s, on_gain=on_gain,
+                            holder=holder)  # fmt: skip
     except (TypeError, ValueError) as exc:
         raise ConfigError(str(exc)) from None

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 from poolserver.bitcoin.embedded_chain import EmbeddedChain
 from poolserver.bitcoin.wallet import DEFAULT_POOL_ADDRESS, EmbeddedWallet
 from poolserver.cli import main
+from poolserver.payout_leader import PayoutLeader
 from poolserver.storage.engine import create_engine
 from poolserver.storage.repository import SqlPaymentOutbox
 from tests.payout_support import (
@@ -24,6 +26,13 @@ from tests.payout_support import (
 
 
 def test_payouts_commands(db_url, tmp_path, capsys):
+    async def batches() -> list[Any]:
+        engine = create_engine(db_url)
+        try:
+            return list(await SqlPaymentOutbox(engine).all_batches())
+        finally:
+            await engine.dispose()
+
     data = tmp_path / "data"
     cfg = tmp_path / "pool.toml"
     cfg.write_text(
@@ -46,9 +55,35 @@ def test_payouts_commands(db_url, tmp_path, capsys):
             await engine.dispose()
 
     block_hash = asyncio.run(setup())
+
+    # while a live pool instance holds the payout lease, run-once refuses: one payer at a time
+    async def lease(action: str) -> Any:
+        engine = create_engine(db_url)
+        try:
+            pool = PayoutLeader(engine, 60.0, 1.0, holder="pool-host:4242:live")
+            if action == "take":
+                assert await pool.try_acquire()
+                pool.stats.leader = False  # a leader that is not this object: nothing to release
+            elif action == "release":  # the instance stops cleanly: hands the lease over
+                pool.stats.leader, pool.stats.epoch = True, 1
+                await pool.release()
+            return await pool.holder_of()
+        finally:
+            await engine.dispose()
+
+    asyncio.run(lease("take"))
+    assert main(["--config", str(cfg), "payouts", "run-once"]) == 3
+    err = capsys.readouterr().err
+    assert "not run" in err and "pool-host:4242:live (epoch 1)" in err, err
+    assert asyncio.run(batches()) == []  # nothing planned, nothing sent
+    asyncio.run(lease("release"))
+
     assert main(["--config", str(cfg), "payouts", "run-once"]) == 0
     out = capsys.readouterr().out
     assert "allocated 1" in out and "3 credit" in out and "1 new payment batch" in out, out
+    holder, epoch, expires = asyncio.run(lease("look"))
+    assert holder.startswith("cli:") and epoch == 2  # it led (fenced), then handed the lease back
+    assert expires < utcnow(), expires
 
     assert main(["--config", str(cfg), "payouts", "balances"]) == 0
     lines = capsys.readouterr().out.splitlines()

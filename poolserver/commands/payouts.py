@@ -1,7 +1,9 @@
 """`poolserver payouts ...`: the payout service by hand and what it has done.
 
 * ``run-once``: one tick of the payout service (import fallback blocks, allocate, credit or
-  reverse by the chain, pay, retention), under the same lock as the running pool's.
+  reverse by the chain, pay, retention) as the payout leader: it takes the payout lease
+  (every batch and send fenced by its epoch, like a pool instance's) and the per-tick lock,
+  or refuses (exit 3) while a live instance leads.
 * ``balances``: ledger balances per account (satoshis and BTC), and the payout hold (with the
   wallet's reason) of any miner whose output the wallet refused.
 * ``payments``: one row per payment output: batch, miner, address, amount debited, the miner's
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
@@ -138,15 +141,28 @@ async def _run_once(engine: Any, config: Config, args: argparse.Namespace) -> in
     from poolserver.bitcoin import template_feed
     from poolserver.bitcoin.found_blocks import found_block_store
     from poolserver.bitcoin.wallet import wallet_from_config
+    from poolserver.payout_leader import default_holder, leader_from_config
     from poolserver.payout_service import PayoutService
 
+    # The one payer: this run takes the payout lease like a pool instance does (same epoch
+    # fencing of every batch and send), or refuses while a live instance leads.
+    leader = leader_from_config(engine, config, holder=f"cli:{default_holder()}")
+    if not await leader.try_acquire():
+        held = await leader.holder_of()
+        who = f"{held[0]} (epoch {held[1]}) until {show(held[2])}" if held else "another process"
+        print(f"payouts run-once: not run: the payouts are led by {who}; that instance pays "
+              "on its next tick (stop it, or wait for its lease to lapse, to run one here)",
+              file=sys.stderr)  # fmt: skip
+        return 3
+    leader.start()  # renewed while the tick runs; released (handed over) at the end
     rpc = template_feed.rpc_from_config(config)
     try:
         store = found_block_store(engine, config)
         service = PayoutService(engine, config, rpc, wallet_from_config(config, rpc),
-                                found_store=store)  # fmt: skip
+                                found_store=store, leader=leader)  # fmt: skip
         report = await service.tick()
     finally:
+        await leader.release()
         close = getattr(rpc, "close", None)
         if close is not None:
             await close()
