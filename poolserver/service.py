@@ -22,9 +22,11 @@ from pathlib import Path
 
 from poolserver.config import Config, load_config
 
-ROOT = Path(__file__).resolve().parent.parent
-UNIT_TEMPLATE = ROOT / "packaging" / "systemd" / "qazpool.service"
-EXAMPLE_CONFIG = ROOT / "config.example.toml"
+# Shipped inside the package (poolserver/data/: links to packaging/systemd/qazpool.service and
+# config.example.toml in the source tree, copied into wheels), so a plain `pip install` has them.
+DATA = Path(__file__).resolve().parent / "data"
+UNIT_TEMPLATE = DATA / "qazpool.service"
+EXAMPLE_CONFIG = DATA / "config.example.toml"
 UNIT_NAME = "qazpool.service"
 CONFIG_DIR = Path("/etc/qazpool")
 DATA_DIR = Path("/var/lib/qazpool")
@@ -91,8 +93,8 @@ def plan(*, user: str, config_path: Path, prefix: Path) -> list[Step]:
     ports); a new one is the example with ``data_dir`` in the state directory."""
     for needed in (UNIT_TEMPLATE, EXAMPLE_CONFIG):
         if not needed.is_file():
-            raise ServiceError(f"{needed} not found: run install-service from a qazpool "
-                               "checkout installed with `pip install -e .`")  # fmt: skip
+            raise ServiceError(f"{needed} not found: this qazpool installation is incomplete "
+                               "(reinstall the package)")  # fmt: skip
     data_dir = Path(f"/var/lib/{user}")
     staged = prefix / config_path.relative_to("/")
     existing = staged.is_file()

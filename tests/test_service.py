@@ -220,3 +220,17 @@ async def test_pool_runs_as_the_service_user_and_writes_only_its_data_dir(servic
     assert not outside, outside
     db = data / "qazpool.sqlite3"
     assert db.stat().st_uid == pw.pw_uid and db.stat().st_mode & 0o007 == 0
+
+
+def test_unit_and_example_config_ship_inside_the_package():
+    """install-service reads them from the installed package (poolserver/data/), not from a
+    checkout: the files there are the source tree's packaging/systemd unit and example config
+    (links copied into wheels by the pyproject's package-data)."""
+    from poolserver.service import EXAMPLE_CONFIG
+
+    package = Path(__import__("poolserver").__file__).parent
+    assert UNIT_TEMPLATE.parent == EXAMPLE_CONFIG.parent == package / "data"
+    assert UNIT_TEMPLATE.read_bytes() == (ROOT / "packaging/systemd/qazpool.service").read_bytes()
+    assert EXAMPLE_CONFIG.read_bytes() == (ROOT / "config.example.toml").read_bytes()
+    text = (ROOT / "pyproject.toml").read_text()
+    assert '"poolserver" = ["data/qazpool.service", "data/config.example.toml"]' in text
