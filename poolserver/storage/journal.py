@@ -26,6 +26,7 @@ a same-uid replay from a conflict.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -42,7 +43,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from poolserver.aio import wait_event
 from poolserver.storage.models import Share, ShareConflict
 from poolserver.storage.schema import SchemaError, check_schema
 from poolserver.storage.spool import Spool, SpoolError
@@ -407,7 +407,10 @@ class ShareJournal:
             wait = self._first_at + self.interval - time.monotonic()
             if wait > 0 and len(self._pending) < self.batch_size and not self._closing:
                 self._full.clear()
-                await wait_event(self._full, wait)
+                # asyncio.timeout, not wait_for: see poolserver/aio.py (a cancel is kept)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await self._full.wait()
             batch = self._pending[: self.batch_size]
             del self._pending[: self.batch_size]
             if self._pending:
