@@ -54,8 +54,9 @@ class Reply:
 
     @property
     def ok(self) -> bool:
-        return self.msg is not None and self.msg.get("error") is None and bool(
-            self.msg.get("result"))
+        return (
+            self.msg is not None and self.msg.get("error") is None and bool(self.msg.get("result"))
+        )
 
     @property
     def error(self) -> tuple[int, str] | None:
@@ -258,7 +259,8 @@ class Conn:
 
     async def configure_rolling(self, mask: str = "ffffffff") -> Reply:
         reply = await self.request(
-            "mining.configure", [["version-rolling"], {"version-rolling.mask": mask}])
+            "mining.configure", [["version-rolling"], {"version-rolling.mask": mask}]
+        )
         res = reply.msg.get("result") if reply.msg else None
         if isinstance(res, dict) and res.get("version-rolling") is True:
             self.version_mask = int(res["version-rolling.mask"], 16)
@@ -328,9 +330,15 @@ def grind(job: Job, extranonce1: bytes, extranonce2: bytes, difficulty: float, m
             value = from_bytes(h, "little")
             ok = value <= target
             if ok == want_share:
-                share = Share(extranonce2.hex(), f"{t:08x}", f"{nonce:08x}",
-                              f"{vb:08x}" if version_bits is not None else None, h, ok,
-                              job.job_id)
+                share = Share(
+                    extranonce2.hex(),
+                    f"{t:08x}",
+                    f"{nonce:08x}",
+                    f"{vb:08x}" if version_bits is not None else None,
+                    h,
+                    ok,
+                    job.job_id,
+                )
                 if value > block_target:
                     return share
                 first_block = first_block or share
@@ -339,6 +347,7 @@ def grind(job: Job, extranonce1: bytes, extranonce2: bytes, difficulty: float, m
     if first_block is not None:
         return first_block
     raise RuntimeError(f"no nonce found in {max_tries} tries at difficulty {difficulty}")
+
 
 def meets(job: Job, extranonce1: bytes, share: Share, difficulty: float, mask: int) -> bool:
     """Whether ``share`` (its extranonce2, ntime, nonce, version bits) meets the share target
