@@ -92,6 +92,9 @@ def server_settings(config: Config) -> ServerSettings:
         raise ValueError(
             f"stratum.version_rolling_mask: not hex: {sc.version_rolling_mask!r}"
         ) from None
+    from poolserver.fdlimit import connection_cap, open_files_limit
+
+    total_cap = connection_cap(sc.max_connections, sc.max_connections_per_ip, open_files_limit())
     v = sc.vardiff
     return ServerSettings(
         ports=tuple(ports),
@@ -102,6 +105,7 @@ def server_settings(config: Config) -> ServerSettings:
         idle_timeout_s=sc.idle_timeout_s,
         keepalive_s=sc.keepalive_s,
         max_connections_per_ip=sc.max_connections_per_ip,
+        max_connections=total_cap,
         max_write_buffer_bytes=sc.max_write_buffer_bytes,
         ban_min_submits=sc.ban_min_submits,
         ban_reject_ratio=sc.ban_reject_ratio,

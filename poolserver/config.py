@@ -74,6 +74,7 @@ class StratumConfig:
     idle_timeout_s: float = 900.0
     keepalive_s: float = 55.0
     max_connections_per_ip: int = 2048
+    max_connections: int = 0  # 0 = automatic (open-files limit - fdlimit.HEADROOM)
     max_write_buffer_bytes: int = 131072
     ban_min_submits: int = 50
     ban_reject_ratio: float = 0.9

@@ -50,7 +50,8 @@ log = logging.getLogger(__name__)
 
 HASHES_PER_DIFFICULTY = 2**32  # difficulty-1 share = 2^32 hashes on average
 BLOCK_OUTCOMES = ("accepted", "rejected", "inconclusive", "unsettled")
-REFUSAL_REASONS = ("banned", "per_ip_cap", "shutting_down")  # stratum.server's, exported as 0
+# stratum.server's refusal reasons, exported as 0 before the first refusal
+REFUSAL_REASONS = ("banned", "per_ip_cap", "global_cap", "shutting_down")
 
 
 @dataclass
@@ -159,6 +160,11 @@ class PoolCollector(Collector):
         s = self.s.stratum
         yield _gauge(
             "qazpool_stratum_connections_open", "Open Stratum connections", s.connections_current
+        )
+        yield _gauge(
+            "qazpool_stratum_connections_max",
+            "Global cap on open Stratum connections in force ([stratum].max_connections; 0 = none)",
+            s.connections_max,
         )
         yield _gauge(
             "qazpool_stratum_authorized_connections",

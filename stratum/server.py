@@ -11,7 +11,8 @@
   block among them still reaches the block sink. Accepted shares are acked only after the sink
   stored them; a share the sink could not store leaves the duplicate set again (the miner
   resubmits it), one the sink already holds (``DuplicateShare``) is answered as a duplicate.
-- Protection: per-IP connection cap, subscribe/authorize timeout, idle timeout, bounded write
+- Protection: a global connection cap (descriptors kept in reserve for storage and nodes) and a
+  per-IP one, subscribe/authorize timeout, idle timeout, bounded write
   buffer (``Session.flush``), backpressure from a slow sink (``Session`` stops reading), bans
   for invalid shares per (IP, worker) with expiry, authorization back-off per (IP, account),
   and an IP ban only for addresses refused for many accounts (NAT farms share one address).
@@ -152,6 +153,9 @@ class StratumServer:
         self._drained = asyncio.Event()
         self._drained.set()
         self._ip_counts: dict[str, int] = {}
+        self.stats.connections_max = settings.max_connections
+        self._cap_refused = 0  # global-cap refusals since the last warning
+        self._cap_warn_after = 0.0  # monotonic time the next global-cap warning may be logged
         self._bans: dict[str, float] = {}  # ip -> monotonic expiry
         # Farms put many miners behind one NAT address, so a broken or misconfigured miner must
         # not take the whole address down: bans for invalid shares and the authorization
@@ -256,12 +260,36 @@ class StratumServer:
             stats.connections_refused["per_ip_cap"] += 1
             self._refusals.count("connection.flood", ip, "per_ip_cap")
             return "per_ip_cap"
+        total = self.settings.max_connections
+        if total and stats.connections_current >= total:
+            self._refuse_over_cap(total)
+            return "global_cap"
         self._ip_counts[ip] = count + 1
         self.sessions.add(session)
         stats.connections_current += 1
         stats.connections_total += 1
         stats.listener_opened[self._listener.get(id(session.port), "other")] += 1
         return None
+
+    def _refuse_over_cap(self, total: int) -> None:
+        """A connection beyond [stratum].max_connections: counted, one security-log summary per
+        flood_report_s (a flood spread over many addresses is one event, peer "*"), and a
+        warning at most once per flood_report_s."""
+        self.stats.connections_refused["global_cap"] += 1
+        self._refusals.count("connection.flood", "*", "global_cap")
+        self._cap_refused += 1
+        now = time.monotonic()
+        if now >= self._cap_warn_after:
+            log.warning(
+                "connection refused: %d connections open, the global cap "
+                "[stratum].max_connections is %d (%d refused since the last warning); open "
+                "sessions are kept",
+                self.stats.connections_current,
+                total,
+                self._cap_refused,
+            )
+            self._cap_refused = 0
+            self._cap_warn_after = now + self.settings.flood_report_s
 
     def forget(self, session: Session, reason: str) -> None:
         if session not in self.sessions:

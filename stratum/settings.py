@@ -48,6 +48,10 @@ class ServerSettings:
     keepalive_s: float = 55.0
     # 0 = unlimited. Farms behind one NAT address need a high value.
     max_connections_per_ip: int = 2048
+    # Open connections in total (0 = no cap). Connections beyond it are refused at once; open
+    # sessions are never dropped for it. poolserver fills it in from [stratum].max_connections
+    # (automatic: the open-files limit minus the descriptors kept for storage, nodes and logs).
+    max_connections: int = 0
     # A client whose unread replies exceed this is dropped (the server's memory stays bounded).
     max_write_buffer_bytes: int = 128 * 1024
     # Invalid-share ban: after ban_min_submits submits, a reject ratio >= ban_reject_ratio closes
@@ -76,6 +80,10 @@ class ServerSettings:
         if not 2 <= self.extranonce2_size <= 16:
             raise ValueError(
                 f"extranonce2_size must be 2..16 (cgminer), got {self.extranonce2_size}"
+            )
+        if self.max_connections < 0:
+            raise ValueError(
+                f"max_connections must be >= 0 (0 = no cap), got {self.max_connections}"
             )
         if self.max_line_bytes < 512:
             raise ValueError(f"max_line_bytes must be >= 512, got {self.max_line_bytes}")

@@ -59,6 +59,7 @@ class StratumStats:
     connections_current: int = 0
     connections_total: int = 0
     connections_refused: Counter[str] = field(default_factory=Counter)  # reason -> count
+    connections_max: int = 0  # the global connection cap in force (0 = none)
     disconnects: Counter[str] = field(default_factory=Counter)  # reason -> count
     authorized_current: int = 0
     # result label ("accepted" or a Reject label) -> count / summed difficulty

@@ -16,6 +16,7 @@ from typing import Any
 from tests.pool_process import ROOT, PoolProcess, free_port
 
 SUITE_STRATUM = """max_connections_per_ip = 64
+max_connections = 150
 auth_timeout_s = 3.0
 ban_min_submits = 20
 auth_failures_allowed = 3

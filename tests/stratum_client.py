@@ -76,8 +76,11 @@ class StratumClient:
     _en2_counter: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     @classmethod
-    async def connect(cls, host: str, port: int, limit: int = 1 << 20) -> StratumClient:
-        reader, writer = await asyncio.open_connection(host, port, limit=limit)
+    async def connect(cls, host: str, port: int, limit: int = 1 << 20,
+                      source: str | None = None) -> StratumClient:  # fmt: skip
+        """``source``: the local address to connect from (another 127.0.0.x on loopback)."""
+        local = (source, 0) if source else None
+        reader, writer = await asyncio.open_connection(host, port, limit=limit, local_addr=local)
         client = cls(reader, writer)
         client._reader_task = asyncio.get_running_loop().create_task(client._read_loop())
         return client

@@ -52,6 +52,7 @@ async def start_server(
     max_difficulty: float = 1e12,
     extranonces: ExtranonceAllocator | None = None,
     policy: Any = None,
+    security: Any = None,
     **settings: Any,
 ) -> tuple[StratumServer, int, Any, MemoryBlockSink]:
     port = PortSettings(
@@ -72,6 +73,7 @@ async def start_server(
         policy=policy,
         extranonces=extranonces,
         clock=lambda: FIXTURE_NOW,
+        security=security,
     )
     bound = await server.start()
     server.new_job(job if job is not None else hard(fixture_job()))

@@ -45,6 +45,9 @@ def test_pool_raises_a_low_soft_limit_to_the_hard_limit(tmp_path: Path) -> None:
         expected = 1 << 20 if hard == resource.RLIM_INFINITY else min(1 << 20, hard)
         assert limit == expected > 256
         assert f"open-files limit {limit}" in log.read_text()
+        # the automatic global connection cap is taken from the raised limit
+        assert f"stratum connection cap: {limit - 256} in total (automatic: open-files limit " \
+            f"{limit} - 256" in log.read_text()
     finally:
         pool.ensure_stopped()
 

@@ -16,6 +16,8 @@ from stratum.stats import StratumStats
 def test_metrics_are_valid_openmetrics_and_report_the_hash_core():
     stats = StratumStats()
     stats.share("accepted", 2.0)
+    stats.connections_max = 5000
+    stats.connections_refused["global_cap"] += 3
     server, _ = start_metrics("127.0.0.1", 0, stats)
     try:
         host, port = server.server_address[:2]
@@ -34,6 +36,11 @@ def test_metrics_are_valid_openmetrics_and_report_the_hash_core():
     assert sample.labels == {"backend": hashcore.backend()} and sample.value == 1
     assert families["qazpool_stratum_connections_open"].type == "gauge"
     assert families["qazpool_stratum_connections"].type == "counter"
+    (cap,) = families["qazpool_stratum_connections_max"].samples
+    assert families["qazpool_stratum_connections_max"].type == "gauge" and cap.value == 5000
+    refused = {s.labels["reason"]: s.value for s in families["qazpool_stratum_connections_refused"]
+               .samples if s.name.endswith("_total")}  # fmt: skip
+    assert refused == {"banned": 0, "per_ip_cap": 0, "global_cap": 3, "shutting_down": 0}
     accepted = [s for s in families["qazpool_stratum_shares"].samples if s.name.endswith("_total")]
     assert any(s.labels == {"result": "accepted"} and s.value == 1 for s in accepted)
 
@@ -80,6 +87,7 @@ async def test_running_pool_metrics_pass_promtool_and_cover_the_families(tmp_pat
         "qazpool_journal_flush_seconds": "histogram",
         "qazpool_journal_batch_size": "histogram",
         "qazpool_stratum_requests_total": "counter",
+        "qazpool_stratum_connections_max": "gauge",
         "qazpool_stratum_connections_opened_total": "counter",
         "qazpool_stratum_connections_closed_total": "counter",
         "qazpool_stratum_block_solves_on_rejected_shares_total": "counter",
@@ -112,6 +120,10 @@ async def test_running_pool_metrics_pass_promtool_and_cover_the_families(tmp_pat
     assert 'qazpool_stratum_requests_total{method="mining.subscribe",outcome="ok"} 2.0' in text
     assert 'qazpool_stratum_requests_total{method="mining.authorize",outcome="ok"} 2.0' in text
     assert 'qazpool_report_deadline_timestamp_seconds{generated="false",period="' in text
+    from poolserver.fdlimit import automatic_cap, open_files_limit
+
+    # [stratum].max_connections = 0: the automatic cap, open-files limit - 256
+    assert f"qazpool_stratum_connections_max {float(automatic_cap(open_files_limit()))}" in text
     (host_port,) = app.stratum_addresses
     assert f'qazpool_stratum_connections_opened_total{{listener="{host_port[1]}"}} 2.0' in text
 

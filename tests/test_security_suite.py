@@ -50,6 +50,7 @@ DEFENCES: dict[str, tuple[str, ...]] = {
     "EX-07": ("no_timeouts",),
     "EX-08": ("no_flood_limit",),
     "EX-09": ("no_fd_raise",),
+    "EX-10": ("no_global_cap",),
     "CR-01": ("no_dedup",),
     "CR-02": ("no_dedup",),
     "CR-03": ("no_dedup",),
@@ -250,3 +251,19 @@ def test_web_cases_are_not_applicable_when_the_web_server_is_disabled() -> None:
     assert _web_url(Config(web=WebConfig(port=0)), "http://127.0.0.1:9/")[0] == "http://127.0.0.1:9"
     assert _web_url(Config(web=WebConfig(host="0.0.0.0", port=81)), None)[0] == \
         "http://127.0.0.1:81"
+
+
+def test_the_spread_flood_is_not_applicable_above_what_it_opens_cheaply() -> None:
+    """EX-10 with a global cap above 2 000 (no --metrics: the cap comes from the operator's
+    config) says why it did not flood, and is not counted as held."""
+    from poolserver.config import Config, StratumConfig
+    from poolserver.security_suite.context import Context
+    from poolserver.security_suite.model import Observation
+
+    config = Config(stratum=StratumConfig(max_connections=5000))
+    ctx = Context("127.0.0.1", 1, config, None, os.getpid(), None, None, None)  # type: ignore[arg-type]
+    (case,) = select(all_cases(), ["EX-10"], False)
+    obs = Observation(True)
+    asyncio.run(case.body(ctx, obs))
+    assert obs.held and obs.not_applicable.startswith(
+        "the global cap in force is 5000 connections: more than this case opens cheaply (2000)")

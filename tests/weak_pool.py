@@ -86,6 +86,30 @@ def no_fd_raise() -> None:
     fdlimit.check_open_files_limit = lambda cap: 256
 
 
+# The suite pool holds ~25 descriptors idle and its cap is 150: EX-10's 200 connections take
+# every descriptor left (libuv then closes what it cannot accept) and 150+ stay open.
+GLOBAL_CAP_FD_LIMIT = 192
+
+
+def no_global_cap() -> None:
+    """No global connection cap is enforced ([stratum].max_connections; the gauge still shows
+    the configured one, so EX-10 must see the flood get through, not read it off /metrics), and
+    the pool's descriptors are as scarce as the cap assumed: soft = hard open-files limit 192
+    (the pool cannot raise it), so the flood really takes every descriptor."""
+    import resource
+
+    from stratum import server
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (GLOBAL_CAP_FD_LIMIT, GLOBAL_CAP_FD_LIMIT))
+    init = server.StratumServer.__init__
+
+    def __init__(self: Any, settings: Any, *args: Any, **kw: Any) -> None:
+        init(self, dataclasses.replace(settings, max_connections=0), *args, **kw)
+        self.stats.connections_max = settings.max_connections
+
+    server.StratumServer.__init__ = __init__  # type: ignore[method-assign]
+
+
 def _settings_patch(**changes: Any) -> None:
     from poolserver import app
 
@@ -524,6 +548,7 @@ WEAKENINGS: dict[str, Callable[[], None]] = {
               no_version_mask, ignore_outside_bits, lenient_hex, no_diff_check, no_diff_clamp,
               no_dedup, no_resume_check,
               lenient_names, no_enforce, leaky_metrics, extra_listener, no_fd_raise,
+              no_global_cap,
               web_enumeration, no_web_rate_limit, web_trust_forwarded, web_query_token,
               web_cors, web_cacheable, web_headers_on_success_only, web_unsafe_csp,
               web_open_regulator, web_naive_static, web_lenient_params, web_any_method,

@@ -91,5 +91,10 @@ def rss_bytes(pid: int, proc: Path = PROC) -> int:
     raise OSError(f"/proc/{pid}/status has no VmRSS")
 
 
+def open_fds(pid: int, proc: Path = PROC) -> int:
+    """File descriptors ``pid`` has open (the pool runs as the tester's user)."""
+    return len(list((proc / str(pid) / "fd").iterdir()))
+
+
 def alive(pid: int) -> bool:
     return (PROC / str(pid)).exists()

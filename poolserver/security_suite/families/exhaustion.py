@@ -7,9 +7,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import resource
 import time
+import urllib.request
 
+from poolserver.fdlimit import automatic_cap
+from poolserver.security_suite import observe
 from poolserver.security_suite.checks import refused
 from poolserver.security_suite.context import Context
 from poolserver.security_suite.model import Observation, family
@@ -267,3 +271,149 @@ async def ex09(ctx: Context, obs: Observation) -> None:
         return
     obs.require(cap > 0 and limit >= cap + 256,
                 f"open-files limit {limit}, per-IP cap {cap or 'unlimited'} (+256 headroom)")
+
+
+SPREAD_EXTRA = 50  # connections beyond the global cap in EX-10
+SPREAD_MAX_CAP = 2000  # above this the flood is not cheap for the tester: not applicable
+SPREAD_PER_ADDRESS = 32  # connections per source address (also kept under the per-IP cap)
+
+
+def _scrape(url: str, names: tuple[str, ...]) -> dict[str, float]:
+    """Unlabelled (or one labelled) samples of the pool's /metrics: ``name`` or
+    ``name{label="value"}`` -> value, for the names asked."""
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        body = resp.read().decode(errors="replace")
+    out: dict[str, float] = {}
+    for line in body.splitlines():
+        key, _, value = line.rpartition(" ")
+        if key.split("{", 1)[0] in names:
+            with contextlib.suppress(ValueError):
+                out[key] = float(value)
+    return out
+
+
+CAP_GAUGE = "qazpool_stratum_connections_max"
+OPEN_GAUGE = "qazpool_stratum_connections_open"
+REFUSED = 'qazpool_stratum_connections_refused_total{reason="global_cap"}'
+
+
+async def _metrics(ctx: Context, obs: Observation) -> dict[str, float] | None:
+    if ctx.metrics_url is None:
+        return None
+    try:
+        return await asyncio.to_thread(_scrape, ctx.metrics_url,
+                                       (CAP_GAUGE, OPEN_GAUGE, REFUSED.split("{")[0]))  # fmt: skip
+    except (OSError, ValueError) as exc:
+        obs.fact(f"metrics endpoint {ctx.metrics_url}: {exc}")
+        return None
+
+
+def _configured_cap(ctx: Context) -> int:
+    """The cap the operator's config asks for: [stratum].max_connections, or (0 = automatic)
+    the pool's open-files limit minus the reserved descriptors."""
+    configured = int(getattr(ctx.stratum, "max_connections", 0) or 0)
+    return configured or automatic_cap(_open_files_limit(ctx.pid))
+
+
+@case("EX-10", "Connection flood spread over many addresses", quick=True,
+      sends=f"the global connection cap + {SPREAD_EXTRA} connections from 127.A.B.x addresses, "
+            f"at most {SPREAD_PER_ADDRESS} per address (each under the per-IP cap)",
+      expected="connections beyond [stratum].max_connections are closed at once without a "
+               "byte; the admitted ones keep working, a closed one frees a place, the pool "
+               "keeps descriptors for its own files and keeps answering; honest miners keep "
+               "their rate and nothing acknowledged is lost")
+async def ex10(ctx: Context, obs: Observation) -> None:
+    before = await _metrics(ctx, obs)
+    if before is not None and CAP_GAUGE in before:
+        cap = int(before[CAP_GAUGE])
+        obs.fact(f"global cap in force (/metrics {CAP_GAUGE}): {cap or 'none (0)'}")
+    else:
+        cap = _configured_cap(ctx)
+        obs.fact(f"global cap from the operator's config and the pool's open-files limit: "
+                 f"{cap or 'none'} (no {CAP_GAUGE} on /metrics)")  # fmt: skip
+    if not obs.require(cap > 0, f"a global connection cap is in force: {cap or 'none'}"):
+        cap = _configured_cap(ctx) or 1000  # still flood, to show what an uncapped pool does
+    if cap > SPREAD_MAX_CAP:
+        obs.not_applicable_because(
+            f"the global cap in force is {cap} connections: more than this case opens cheaply "
+            f"({SPREAD_MAX_CAP}); the descriptors behind it are checked by EX-09")
+        return
+    total = cap + SPREAD_EXTRA
+    limit = _raise_fd_limit(total + 256)
+    if not obs.require(limit >= total + 64, f"the tester can open {total} sockets "
+                       f"(RLIMIT_NOFILE {limit})"):  # fmt: skip
+        return
+    per_ip = ctx.stratum.max_connections_per_ip
+    per_address = min(SPREAD_PER_ADDRESS, max(per_ip - 1, 1)) if per_ip else SPREAD_PER_ADDRESS
+    sources = [ctx.new_source() for _ in range(math.ceil(total / per_address))]
+    open_before = int(before.get(OPEN_GAUGE, 0)) if before else None
+    refused_before = before.get(REFUSED, 0.0) if before else 0.0
+    fd_limit = _open_files_limit(ctx.pid)
+    fds_before = observe.open_fds(ctx.pid)
+    open_text = "?" if open_before is None else str(open_before)
+    obs.fact(f"before: {open_text} connections open, the pool holds {fds_before} descriptors "
+             f"(limit {fd_limit or 'unlimited'})")  # fmt: skip
+    conns: list[Conn] = []
+    failed = 0
+    try:
+        for i in range(total):
+            try:
+                conns.append(await ctx.conn(source=sources[i // per_address], timeout=3.0))
+            except (OSError, TimeoutError):
+                failed += 1
+        fds_peak = observe.open_fds(ctx.pid)
+        obs.fact(f"{len(conns)} TCP connections opened from {len(sources)} addresses "
+                 f"({failed} connects failed); the pool holds {fds_peak} descriptors")  # fmt: skip
+        room = cap - open_before if open_before is not None else cap
+        deadline = time.monotonic() + 3.0
+        while sum(not c.closed for c in conns) > room and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.3)  # closes still in flight
+        kept = [c for c in conns if not c.closed]
+        cut = [c for c in conns if c.closed]
+        obs.require(len(kept) <= cap, f"{len(kept)} of the flood's connections still open (cap "
+                    f"{cap}, {open_text} open before)")  # fmt: skip
+        obs.require(len(cut) + failed >= SPREAD_EXTRA,
+                    f"{len(cut)} closed by the pool, {failed} not connected: the excess "
+                    f"({SPREAD_EXTRA} or more) refused")  # fmt: skip
+        noisy = [c for c in cut if c.bytes_in or c.garbage]
+        obs.require(not noisy, f"the refused connections were closed without a byte sent "
+                    f"({len(noisy)} got data first)")  # fmt: skip
+        if fd_limit is not None:
+            spare = fd_limit - observe.open_fds(ctx.pid)
+            obs.require(spare >= 64, f"the pool keeps {spare} descriptors spare for its "
+                        f"database, spool and nodes (limit {fd_limit})")  # fmt: skip
+        # the admitted connections keep working (from several addresses)
+        sample = [kept[j] for j in sorted({0, len(kept) // 2, len(kept) - 1}) if kept]
+        works = [(await c.subscribe()).ok for c in sample]
+        obs.require(bool(sample) and all(works),
+                    f"{sum(works)} of {len(sample)} admitted connections answer a subscribe "
+                    "during the flood")  # fmt: skip
+        if before is not None:  # the metrics endpoint needs a descriptor of the pool's own
+            after = await _metrics(ctx, obs)
+            obs.require(after is not None, "the metrics endpoint answers during the flood")
+            if after is not None:
+                now_open = after.get(OPEN_GAUGE, 0.0)
+                obs.require(now_open <= cap, f"the pool counts {now_open:g} connections open "
+                            f"(cap {cap})")  # fmt: skip
+                counted = after.get(REFUSED, 0.0) - refused_before
+                obs.require(counted >= len(cut) and counted > 0,
+                            f"refusals counted on /metrics (reason global_cap): +{counted:g}")
+        # a closed place is taken by a new connection from yet another address
+        if kept:
+            await kept.pop(0).close()
+            ok, how, deadline = False, "", time.monotonic() + 3.0
+            while not ok and time.monotonic() < deadline:  # until the pool has seen the close
+                await asyncio.sleep(0.1)
+                try:
+                    fresh = await ctx.conn(source=ctx.new_source(), timeout=3.0)
+                except (OSError, TimeoutError) as exc:
+                    how = f"connect failed: {exc}"
+                    continue
+                conns.append(fresh)
+                reply = await fresh.subscribe()
+                ok, how = reply.ok, reply.describe()
+            obs.require(ok, f"after one of them closed, a new connection is served ({how})")
+    finally:
+        for c in conns:
+            c.abort()
