@@ -243,18 +243,22 @@ async def cr10(ctx: Context, obs: Observation) -> None:
         t_susp = time.monotonic()
         limit = ctx.config.register.poll_interval_s + 3.0
         accepted_after = 0
+        unanswered = 0  # sent, no reply: in flight when the pool cut the session (or late)
         while not c.closed and time.monotonic() - t_susp < limit:
             assert c.job is not None
             s = c.grind(c.job)
             r = await c.submit(worker, c.job, s, timeout=2.0)
             if r.ok:
                 accepted_after += 1
+            elif r.msg is None:
+                unanswered += 1
             await asyncio.sleep(0.1)
         took = time.monotonic() - t_susp
         obs.require(c.closed, f"the live session was closed {took:.1f} s after the suspension"
                     if c.closed else f"the live session was still open after {took:.1f} s")
         obs.fact(f"{accepted_after} share(s) acknowledged between the CLI call and the cut-off "
-                 "(the pool learns of it at its next register poll)")
+                 "(the pool learns of it at its next register poll), "
+                 f"{unanswered} submitted without a reply (in flight at the cut-off)")
         again = await ctx.conn()
         try:
             r2 = await again.login(worker)
@@ -267,9 +271,12 @@ async def cr10(ctx: Context, obs: Observation) -> None:
             await again.close()
         after = await ctx.shares_of(ids.suspend)
         journaled = after - before
-        obs.require(journaled <= accepted_after,
+        # A share submitted before the cut-off may be stored and its ack lost in the close (or
+        # arrive after the 2 s wait on a loaded host): it counts as submitted before the cut-off.
+        obs.require(journaled <= accepted_after + unanswered,
                     f"{journaled} share(s) journaled after the suspension was recorded "
-                    f"(at most the {accepted_after} acknowledged before the cut-off)")
+                    f"(at most the {accepted_after} acknowledged and {unanswered} unanswered "
+                    "before the cut-off)")  # fmt: skip
     finally:
         c.abort()
         rc, out = await ctx.cli("licenses", "lift", number, "--who", "security-suite")
