@@ -23,6 +23,7 @@ import contextlib
 import faulthandler
 import random
 import sys
+import threading
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -192,6 +193,23 @@ async def wait_executor_idle(timeout: float) -> None:
         await asyncio.sleep(0.05)
 
 
+def connection_threads() -> list[threading.Thread]:
+    """aiosqlite's per-connection threads (not daemons: one left running keeps the test
+    process from exiting after the last test)."""
+    return [t for t in threading.enumerate() if "_connection_worker_thread" in t.name]
+
+
+async def wait_connection_threads_gone(before: set[threading.Thread], timeout: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while left := [t for t in connection_threads() if t not in before]:
+        if loop.time() > deadline:
+            dump_everything("database connection threads left after stop()")
+            raise AssertionError(f"{len(left)} database connection thread(s) still running "
+                                 f"{timeout} s after stop() (stacks above)")  # fmt: skip
+        await asyncio.sleep(0.05)
+
+
 async def stored_hashes(url: str, hashes: list[bytes]) -> set[bytes]:
     engine = create_engine(url)
     found: set[bytes] = set()
@@ -219,6 +237,7 @@ async def one_cycle(cfg: dict[str, Any], delay: float) -> CycleResult:
     """Start, mine for ``delay`` seconds, stop: the checks in the module docstring."""
     app = PoolApp(config_from_dict(cfg))
     before = set(asyncio.all_tasks())
+    threads_before = set(connection_threads())
     faulthandler.dump_traceback_later(WATCHDOG_S, exit=False)
     miners: list[Miner] = []
     try:
@@ -235,6 +254,7 @@ async def one_cycle(cfg: dict[str, Any], delay: float) -> CycleResult:
         assert not left, f"stop() left {len(left)} task(s) pending: {left}"
         await stop_miners(miners)
         await wait_executor_idle(EXECUTOR_IDLE_S)
+        await wait_connection_threads_gone(threads_before, EXECUTOR_IDLE_S)
     finally:
         faulthandler.cancel_dump_traceback_later()
         await stop_miners(miners)

@@ -38,3 +38,31 @@ async def test_start_stop_cycles_under_mining_on_postgresql(tmp_path, pg_server,
     url = pg_server.url(pg_server.new_database(template=pg_template))
     results = await run_cycles(tmp_path / "data", _cycles(12), _seed(), db_url=url)
     assert sum(r.acked for r in results) > 0
+
+
+async def test_nothing_is_left_for_the_runner_after_the_metrics_tests_pool(tmp_path):
+    """What pytest-asyncio's ``Runner.close()`` waits for after a test: the tasks it cancels
+    (one ignoring cancellation hangs it) and the default executor's threads (it joins them),
+    plus aiosqlite's non-daemon connection threads (they keep the process from exiting). After
+    ``mined_pool`` (the fixture of tests/test_metrics.py, where a CI run hung) none is left."""
+    import asyncio
+
+    from tests.conftest import wait_until
+    from tests.shutdown_support import (
+        busy_executor_threads,
+        connection_threads,
+        wait_connection_threads_gone,
+        wait_executor_idle,
+    )
+    from tests.telemetry_support import mined_pool
+
+    me = asyncio.current_task()
+    before = set(asyncio.all_tasks())
+    threads = set(connection_threads())
+    async with mined_pool(tmp_path) as (app, _fake, _mining):
+        await wait_until(lambda: app.stats.shares["accepted"] >= 2, timeout=60)
+        await wait_until(lambda: app.db_poller.snapshot.polls >= 1, timeout=60)
+    await wait_until(lambda: not (asyncio.all_tasks() - before - {me}), timeout=5)
+    await wait_executor_idle(5)
+    await wait_connection_threads_gone(threads, 5)
+    assert busy_executor_threads() == 0
