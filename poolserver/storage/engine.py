@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.util.concurrency import await_only, in_greenlet
 
 from poolserver.storage.settings import (
     SQLITE_FILE,
@@ -105,9 +106,6 @@ def _rollback_before_close(dbapi_connection: Any, *_record: Any) -> None:
     the rollback is requested again on the task: the close must still run, and the
     cancellation must not be lost (the shielded rollback is queued ahead of the close on the
     connection's thread either way)."""
-    from sqlalchemy.util import await_only
-    from sqlalchemy.util.concurrency import in_greenlet
-
     driver = getattr(dbapi_connection, "driver_connection", None)
     if driver is None or not in_greenlet():
         return
