@@ -23,13 +23,13 @@ Everything it starts is logged with its address; ``stop()`` shuts down in revers
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import os
 import ssl
 from typing import Any
 
+from poolserver.aio import cancel_and_wait
 from poolserver.config import Config
 from stratum import hashcore
 from stratum.extranonce import ExtranonceAllocator
@@ -478,13 +478,9 @@ class PoolApp:
 
     async def stop(self) -> None:
         if self._network_task is not None:
-            self._network_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._network_task
+            await cancel_and_wait(self._network_task)
         if self._feed_task is not None:
-            self._feed_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._feed_task
+            await cancel_and_wait(self._feed_task)
         if self.server is not None:
             await self.server.shutdown()
         if self.probe_service is not None:

@@ -15,7 +15,6 @@ the primary key. Times are the instances' UTC clocks: keep them within a fractio
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -28,6 +27,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from poolserver.aio import cancel_and_wait
 from poolserver.storage.models import InstanceLease as Row
 
 log = logging.getLogger(__name__)
@@ -173,9 +173,7 @@ class InstanceIdLease:
 
     async def release(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         if not self.stats.held:
             return
         try:

@@ -33,7 +33,6 @@ need not agree; on SQLite (one machine) the local UTC clock.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -46,6 +45,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from payouts.payments import LeadershipLost, PaymentBatch
+from poolserver.aio import cancel_and_wait
 from poolserver.instance_lease import default_holder
 from poolserver.storage.models import PayoutLeaderRow as Row
 from poolserver.storage.repository import SqlPaymentOutbox
@@ -196,9 +196,7 @@ class PayoutLeader:
     async def release(self) -> None:
         """Stop the background task and give the lease up (a clean stop hands over at once)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         if not self.stats.leader:
             return

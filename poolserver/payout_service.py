@@ -84,7 +84,7 @@ from payouts.types import (
     exact_difficulty,
     require_miner_id,
 )
-from poolserver.aio import wait_event
+from poolserver.aio import cancel_and_wait, wait_event
 from poolserver.bitcoin.node import Rpc, RpcError
 from poolserver.config import Config, ConfigError, PayoutsConfig
 from poolserver.payout_leader import FencedOutbox, PayoutLeader
@@ -676,9 +676,7 @@ class PayoutService:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         if self.leader is not None:
             await self.leader.release()  # a clean stop hands the payouts over at once

@@ -14,7 +14,6 @@ full queue drops (counted), it never blocks.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 import time
@@ -26,6 +25,7 @@ from typing import Any
 
 from firmware_probe import ApiPorts, Outcome, ProbeLimits, ProbeResult, parse_user_agent, probe_host
 from firmware_probe.hints import Hints
+from poolserver.aio import cancel_and_wait
 from poolserver.config import ConfigError, ProbeConfig
 from poolserver.probe_store import ProbeStore, machine_key
 from poolserver.probe_verdict import Verdict, judge
@@ -207,8 +207,7 @@ class ProbeService:
         for t in self._workers:
             t.cancel()
         for t in self._workers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+            await cancel_and_wait(t)
         self._workers = []
 
     async def _prune_daily(self) -> None:

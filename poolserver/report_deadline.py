@@ -11,12 +11,12 @@ be known; the operator silences the alert after filing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from poolserver.aio import cancel_and_wait
 from poolserver.config import Config, ConfigError, ReportsConfig
 from reporting.deadline import ReportDeadlineStats, deadline_stats, reminder_level, running_line
 from reporting.model import Period
@@ -95,7 +95,5 @@ class DeadlineReminder:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None

@@ -28,6 +28,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from poolserver.aio import cancel_and_wait
 from stratum.stats import Histogram as Histogram  # re-exported: the one histogram type
 
 log = logging.getLogger(__name__)
@@ -204,9 +205,7 @@ class LoopSampler:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
 
     def sample_sessions(self) -> None:
         families: Counter[str] = Counter()
@@ -306,9 +305,7 @@ class DbPoller:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
 
     async def poll_once(self) -> None:
         start = time.perf_counter()

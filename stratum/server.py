@@ -55,6 +55,9 @@ from stratum.validate import Reject, Submission, judge, precheck
 log = logging.getLogger(__name__)
 
 MAX_JOBS = 64  # job table size (a few minutes of refreshes)
+# Shutdown: how long closing connections may take to flush their last lines (client.reconnect)
+# before the ones still holding unsent bytes (a miner that stopped reading) are aborted.
+CLOSE_GRACE_S = 2.0
 # Rejects that point at a broken or hostile client (stale/low-difficulty ones happen to everyone).
 _INVALID = frozenset(
     r for r in Reject if r not in (Reject.STALE, Reject.LOW_DIFFICULTY, Reject.NOT_RECORDED)
@@ -224,9 +227,11 @@ class StratumServer:
             log.error("shutdown: %d shares still in flight after drain timeout", self._inflight)
         if self._sweeper is not None:
             self._sweeper.cancel()
+        transports = [s.transport for s in self.sessions if s.transport is not None]
         for s in list(self.sessions):
             s.close("shutdown")
         self._report_refusals(everything=True)
+        await _finish_closing(transports, CLOSE_GRACE_S)
         for srv in self._servers:
             await srv.wait_closed()
         log.info("stratum server stopped")
@@ -777,3 +782,26 @@ class StratumServer:
                 self.sweep()
             except Exception:
                 log.exception("sweep failed")
+
+
+async def _finish_closing(transports: Sequence[asyncio.BaseTransport], grace_s: float) -> None:
+    """Wait up to ``grace_s`` for gracefully closed transports to flush, then abort the ones
+    still holding unsent bytes: a miner that does not read would otherwise keep its connection
+    open after shutdown, and on Python >= 3.12 ``Server.wait_closed()`` waits for it for ever."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace_s
+    while True:
+        stuck = [t for t in transports if _unsent(t)]
+        if not stuck:
+            return
+        if loop.time() >= deadline:
+            break
+        await asyncio.sleep(0.05)
+    log.warning("shutdown: aborting %d connection(s) whose miner is not reading", len(stuck))
+    for t in stuck:
+        t.abort()
+
+
+def _unsent(transport: asyncio.BaseTransport) -> int:
+    size = getattr(transport, "get_write_buffer_size", None)
+    return size() if size is not None else 0

@@ -61,3 +61,79 @@ async def test_template_feed_stops_when_a_refresh_is_requested_as_it_is_cancelle
         await client.close()
         await node.stop()
 
+
+
+# ---- cancel_and_wait: a stop() never swallows its own caller's cancellation ----------------
+
+
+async def test_cancel_and_wait_absorbs_the_tasks_own_cancellation_and_raises_its_errors():
+    from poolserver.aio import cancel_and_wait
+
+    task = asyncio.create_task(asyncio.sleep(30))
+    await asyncio.sleep(0)
+    await cancel_and_wait(task)
+    assert task.cancelled()
+    await cancel_and_wait(task)  # already ended: nothing to do
+    await cancel_and_wait(None)
+
+    async def fails_on_cancel() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            raise RuntimeError("cleanup failed") from None
+
+    task = asyncio.create_task(fails_on_cancel())
+    await asyncio.sleep(0)
+    try:
+        await cancel_and_wait(task)
+    except RuntimeError as exc:
+        assert str(exc) == "cleanup failed"
+    else:
+        raise AssertionError("the task's error was lost")
+
+
+def _slow_to_wind_down_poller():
+    """A DbPoller whose read, once cancelled, takes 0.2 s to end (a rollback, a close)."""
+    from poolserver.telemetry import DbPoller
+
+    async def read():
+        try:
+            await asyncio.sleep(30)
+        finally:
+            await asyncio.shield(asyncio.sleep(0.2))
+
+    return DbPoller(read, interval_s=0.01)
+
+
+async def test_a_stop_cancelled_while_it_waits_for_its_loop_is_cancelled():
+    """Before: ``with suppress(CancelledError): await self._task`` swallowed the cancellation
+    of the stop() itself (a stop under asyncio.timeout, the test runner cancelling leftovers),
+    and the caller carried on as if it had not been cancelled."""
+    poller = _slow_to_wind_down_poller()
+    poller.start()
+    await asyncio.sleep(0.05)  # the loop is inside read()
+    stopping = asyncio.create_task(poller.stop())
+    await asyncio.sleep(0.05)  # stop() waits for the loop to wind down
+    stopping.cancel()
+    await asyncio.gather(stopping, return_exceptions=True)
+    assert stopping.cancelled()
+    assert poller._task.done()
+
+
+async def test_cleanup_after_an_earlier_cancellation_still_stops_the_loop():
+    poller = _slow_to_wind_down_poller()
+    poller.start()
+    stopped = []
+
+    async def body() -> None:
+        try:
+            await asyncio.sleep(30)
+        finally:  # cleanup of a cancelled task: not cut short by the cancellation it handles
+            await poller.stop()
+            stopped.append(True)
+
+    task = asyncio.create_task(body())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert task.cancelled() and stopped == [True] and poller._task.done()

@@ -22,7 +22,6 @@ fetches blocks it has not seen at that height before, so the periodic cost is on
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 from collections.abc import Mapping
@@ -30,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from poolserver.aio import cancel_and_wait
 from poolserver.bitcoin.blocks import BlockStats, FoundBlock
 from poolserver.bitcoin.node import Rpc, RpcError
 from stratum.tx import DecodeError, parse_tx
@@ -188,7 +188,5 @@ class BlockRecovery:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None

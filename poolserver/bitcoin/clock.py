@@ -25,7 +25,6 @@ systemd-timesyncd on the host; see README "Operating in production").
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from poolserver.aio import cancel_and_wait
 from poolserver.config import ClockConfig, ConfigError
 
 log = logging.getLogger(__name__)
@@ -191,7 +191,5 @@ class ClockWatch:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None

@@ -13,11 +13,11 @@ counted for the metrics (``license_expiring()``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from poolserver.aio import cancel_and_wait
 from poolserver.register.errors import RegisterError
 from poolserver.register.events import RegisterEvents, StandingChange
 from poolserver.register.licensing import (
@@ -109,9 +109,7 @@ class RegisterAccountPolicy:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def _run(self) -> None:

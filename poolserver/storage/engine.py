@@ -7,11 +7,14 @@ Both databases go through the same models and the same code paths.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any, Protocol
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.util.concurrency import await_only, in_greenlet
 
 from poolserver.storage.settings import (
     SQLITE_FILE,
@@ -19,6 +22,8 @@ from poolserver.storage.settings import (
     sqlite_file,
     sqlite_sync_mode,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = ["SQLITE_FILE", "EngineOptions", "create_engine", "database_url", "is_sqlite"]
 
@@ -80,4 +85,35 @@ def _sqlite_engine(url: str, opts: EngineOptions, busy_timeout_ms: int) -> Async
         cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
         cursor.close()
 
+    event.listen(engine.sync_engine.pool, "close", _rollback_before_close)
+    event.listen(engine.sync_engine.pool, "close_detached", _rollback_before_close)
     return engine
+
+
+def _rollback_before_close(dbapi_connection: Any, *_record: Any) -> None:
+    """Roll back whatever transaction a pooled SQLite connection still has, before it is closed.
+
+    A task cancelled while its statement runs (``PoolApp.stop()`` cancelling a payout tick, a
+    lease renewal...) makes SQLAlchemy terminate the connection. aiosqlite then closes the
+    sqlite3 connection while the cancelled task's traceback still holds the statement's cursor;
+    SQLite keeps such a connection as a "zombie" *with its write transaction and the write lock*
+    until that cursor is garbage collected, and every other writer in the process waits
+    ``busy_timeout`` and fails meanwhile (tests/test_storage_cancel.py). A rollback first ends
+    the transaction (pending reads are aborted), so the zombie holds nothing.
+
+    Runs inside SQLAlchemy's greenlet when the close can await (always, except a connection
+    closed by garbage collection, where nothing can be awaited). A cancellation arriving during
+    the rollback is requested again on the task: the close must still run, and the
+    cancellation must not be lost (the shielded rollback is queued ahead of the close on the
+    connection's thread either way)."""
+    driver = getattr(dbapi_connection, "driver_connection", None)
+    if driver is None or not in_greenlet():
+        return
+    try:
+        await_only(asyncio.shield(driver.rollback()))
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None:
+            task.cancel()
+    except Exception as exc:  # already closed or broken: the close that follows still runs
+        log.debug("rollback before closing a SQLite connection failed: %r", exc)

@@ -619,6 +619,8 @@ class ShareJournal:
         first = True
         while True:
             if not first:
+                if self._closing:  # close() waits for this task: no retry, the spool stays
+                    return  # on disk and the next start replays it
                 await asyncio.sleep(self.retry_interval)
             first = False
             if not await self._probe():

@@ -15,7 +15,6 @@ Middlewares, outermost first:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 import time
@@ -25,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
+from poolserver.aio import cancel_and_wait
 from poolserver.web import handlers
 from poolserver.web.handlers import CTX, WebContext, ok
 from poolserver.web.params import ParamError
@@ -235,8 +235,6 @@ class WebServer:
 
     async def stop(self) -> None:
         if self._prune is not None:
-            self._prune.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._prune
+            await cancel_and_wait(self._prune)
         if self._runner is not None:
             await self._runner.cleanup()
