@@ -195,3 +195,53 @@ async def test_block_lost_by_a_kill_between_send_and_record_is_recovered(
     db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await _kill_between_send_and_record(tmp_path, db_url, monkeypatch)
+
+
+async def test_scan_and_submitter_racing_on_one_block_keep_one_row_with_its_finder(engine):
+    """The chain scan can see a block between ``submitblock`` and the submitter's record. Either
+    order leaves one row, no error, and the finder the submitter knows (while the block is not
+    yet allocated): the scan's insert loses on the unique hash (False, not an IntegrityError
+    that aborted the rest of its pass), and the submitter's record adopts the scan's row."""
+    import dataclasses
+    from datetime import UTC, datetime
+
+    from poolserver.bitcoin.block_recovery import recovered_block
+    from poolserver.bitcoin.blocks import BlockOutcome, BlockStatus
+
+    store = SqlFoundBlockStore(engine)
+    scanned = recovered_block(CASE["getblock_verbose"], REWARD, CASE["block"])
+    mined = dataclasses.replace(scanned, account="alice", worker="rig1", job_id="7",
+                                found_at=datetime.now(UTC))  # fmt: skip
+
+    # the submitter first, the scan's insert second (its look-up missed the row)
+    await store.persist(mined)
+    assert await store.import_recovered(scanned, 0x207FFFFF, RECOVERED) is False
+    row = await store.repo.get(CASE["block_hash"])
+    assert (row.account, row.status) == ("alice", "pending")
+
+    # the scan first: the submitter's record (direct, or from its JSONL file) names the finder
+    async with engine.begin() as conn:
+        from poolserver.storage.models import FoundBlock as FoundBlockRow
+
+        await conn.execute(FoundBlockRow.__table__.delete())
+    assert await store.import_recovered(scanned, 0x207FFFFF, RECOVERED) is True
+    assert (await store.repo.get(CASE["block_hash"])).account == ""
+    assert await store.import_outcome(BlockOutcome(mined, BlockStatus.PENDING)) is True
+    row = await store.repo.get(CASE["block_hash"])
+    assert (row.account, row.worker, row.job_id, row.status) == ("alice", "rig1", "7", "accepted")
+    assert row.data["recovered"] == RECOVERED  # still says how it got in
+    assert await store.import_outcome(BlockOutcome(mined, BlockStatus.ACCEPTED)) is False
+
+    # once allocated (frozen with "finder unknown" among its inputs) the row is never rewritten
+    async with engine.begin() as conn:
+        from poolserver.storage.models import BlockAllocation
+
+        await conn.execute(FoundBlockRow.__table__.delete())
+    assert await store.import_recovered(scanned, 0x207FFFFF, RECOVERED) is True
+    row = await store.repo.get(CASE["block_hash"])
+    async with engine.begin() as conn:
+        await conn.execute(BlockAllocation.__table__.insert().values(
+            block_id=row.id, inputs_hash="00" * 32, canonical=b"{}", policy="pplns",
+            reward=REWARD, pool_fee=0, created_at=datetime.now(UTC)))  # fmt: skip
+    assert await store.import_outcome(BlockOutcome(mined, BlockStatus.PENDING)) is False
+    assert (await store.repo.get(CASE["block_hash"])).account == ""

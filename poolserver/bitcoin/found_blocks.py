@@ -38,12 +38,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from poolserver.bitcoin.blocks import BlockOutcome, BlockStatus, FoundBlock, JsonlFoundBlockStore
 from poolserver.config import Config
+from poolserver.storage.models import BlockAllocation, Share
 from poolserver.storage.models import FoundBlock as FoundBlockRow
-from poolserver.storage.models import Share
 from poolserver.storage.repository import FoundBlocks
 
 log = logging.getLogger(__name__)
@@ -165,21 +166,44 @@ class SqlFoundBlockStore:
 
     async def import_recovered(self, block: FoundBlock, bits: int, marker: str) -> bool:
         """Add a block found on the chain (``block_recovery``) as ``accepted``, in one
-        transaction; False if the database already has it."""
-        async with self.engine.begin() as conn:
-            if (await conn.execute(select(FoundBlockRow.id).where(
-                    FoundBlockRow.block_hash == block.block_hash))).first() is not None:
-                return False
-            now = datetime.now(UTC)
-            await conn.execute(FoundBlockRow.__table__.insert().values(
-                block_hash=block.block_hash, height=block.height, prevhash=block.prevhash,
-                account=block.account, worker=block.worker, job_id=block.job_id,
-                block_hex=block.block_hex, coinbase_value=block.coinbase_value, bits=bits,
-                found_at=block.found_at, status=DB_STATUS[BlockStatus.ACCEPTED],
-                verdict=f"recovered from the chain ({marker})", confirmations=0,
-                updated_at=now, data={"verdicts": {}, "submit": BlockStatus.ACCEPTED.value,
-                                      "recovered": marker}))  # fmt: skip
+        transaction; False if the database already has it (also when the block submitter
+        recorded it between the scan's look-up and this insert: the unique hash decides)."""
+        try:
+            async with self.engine.begin() as conn:
+                if (await conn.execute(select(FoundBlockRow.id).where(
+                        FoundBlockRow.block_hash == block.block_hash))).first() is not None:
+                    return False
+                now = datetime.now(UTC)
+                await conn.execute(FoundBlockRow.__table__.insert().values(
+                    block_hash=block.block_hash, height=block.height, prevhash=block.prevhash,
+                    account=block.account, worker=block.worker, job_id=block.job_id,
+                    block_hex=block.block_hex, coinbase_value=block.coinbase_value, bits=bits,
+                    found_at=block.found_at, status=DB_STATUS[BlockStatus.ACCEPTED],
+                    verdict=f"recovered from the chain ({marker})", confirmations=0,
+                    updated_at=now, data={"verdicts": {}, "submit": BlockStatus.ACCEPTED.value,
+                                          "recovered": marker}))  # fmt: skip
+        except IntegrityError:
+            return False
         return True
+
+    async def adopt_finder(self, block: FoundBlock) -> bool:
+        """A block the chain scan imported (finder unknown) that the submitter's own record
+        names: take its finder, worker and job, as long as the block is not allocated yet (an
+        allocation is frozen with its inputs, the finder among them, and is never rewritten).
+        True if the row changed."""
+        allocated = select(BlockAllocation.id).where(BlockAllocation.block_id == FoundBlockRow.id)
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                FoundBlockRow.__table__.update()
+                .where(FoundBlockRow.block_hash == block.block_hash, FoundBlockRow.account == "",
+                       ~allocated.exists())
+                .values(account=block.account, worker=block.worker, job_id=block.job_id,
+                        updated_at=datetime.now(UTC)))  # fmt: skip
+        if result.rowcount == 1:
+            log.info("found block %s: finder %s.%s taken from the pool's own record (the chain "
+                     "scan had imported it first)", block.block_hash, block.account,
+                     block.worker)  # fmt: skip
+        return result.rowcount == 1
 
     async def import_outcome(self, outcome: BlockOutcome) -> bool:
         """Copy a block recorded elsewhere (the JSONL fallback) into the table. Returns True if
@@ -188,10 +212,15 @@ class SqlFoundBlockStore:
         existing = await self.repo.get(b.block_hash)
         changed = False
         if existing is None:
-            await self.persist(b)
+            try:
+                await self.persist(b)
+            except IntegrityError:  # the chain scan imported it meanwhile (finder unknown)
+                return await self.adopt_finder(b) if b.account else False
             changed = True
         elif existing.status != "pending":
-            return False
+            # imported by the chain scan before this record reached the database
+            recovered = bool((existing.data or {}).get("recovered"))
+            return await self.adopt_finder(b) if recovered and b.account else False
         for node, verdict in sorted(outcome.verdicts.items()):
             await self.record_verdict(b.block_hash, node, verdict)
             changed = True
