@@ -205,6 +205,16 @@ class StratumServer:
         self._sweeper = loop.create_task(self._sweep_loop())
         return bound
 
+    async def wait_drained(self, timeout: float) -> bool:
+        """Wait until no share is in flight (checked but not yet stored and answered): a moment
+        when the acknowledged count and the stored shares agree. False on timeout."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._drained.wait()
+        except TimeoutError:
+            return False
+        return True
+
     async def shutdown(self, *, reconnect: bool = True) -> None:
         """Graceful: stop accepting, ask miners to reconnect, drain in-flight shares, close."""
         if self.closing:

@@ -54,12 +54,15 @@ def check_common(out: str, tmp_path: Path) -> tuple[Path, tuple[int, ...]]:
     # the suspended miner is refused, with the register's reason, and never stores a share
     assert re.search(r"demo refused: zhanar\.rig1 .*KZ-DEMO-ZHANAR .* suspended", out), out
     assert query(db, "SELECT count(*) FROM shares WHERE account = 'zhanar'") == [(0,)]
-    # the final progress line (after the miners stopped): every acknowledged share is stored
+    # the final progress line (after the miners stopped and the pool's in-flight shares
+    # drained): every acknowledged share is stored. A share whose line was still in the socket
+    # when its miner stopped may be stored after the drain and before the count (never the
+    # other way round), so: at least as many stored, and at most a few more.
     finals = [p for p in map(progress, out.splitlines()) if p]
     assert finals, out
     final = finals[-1]
     shares, _rejects, stored = final[:3]
-    assert shares > 0 and stored == shares
+    assert shares > 0 and shares <= stored <= shares + 8, (shares, stored)
     assert query(db, "SELECT count(*) FROM shares") == [(shares,)]
     # summary: where the database is, what to look at, how to point a real miner at it
     assert "qazpool demo stopped after" in out

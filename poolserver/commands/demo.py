@@ -239,6 +239,8 @@ async def _demo(args: argparse.Namespace) -> int:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if app.server is not None:  # shares still in flight: stored and answered first
+            await app.server.wait_drained(5.0)
         snap = await refresh()
         if not live:
             out(view.progress_line(snap), flush=True)
