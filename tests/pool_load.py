@@ -107,12 +107,7 @@ class ShareLoad:
 
     @staticmethod
     async def _handshake(client: StratumClient, firmware: str, worker: str) -> None:
-        if firmware == "cgminer":
-            await client.cgminer(worker)
-        elif firmware == "bitaxe":
-            await client.bitaxe(worker, suggest=None)
-        else:
-            await client.cpuminer(worker)
+        await client.login_as(firmware, worker)
         await client.wait_job(timeout=5)
 
     async def _mine(self, client: StratumClient, worker: str, stop: asyncio.Event) -> None:

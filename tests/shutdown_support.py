@@ -96,12 +96,7 @@ async def start_miners(host: str, port: int) -> list[Miner]:
     for kind, worker in (("cgminer", "alice.s19"), ("bitaxe", "bob.gamma"),
                          ("cpuminer", "carol.cpu")):  # fmt: skip
         c = await StratumClient.connect(host, port)
-        if kind == "cgminer":
-            await c.cgminer(worker)
-        elif kind == "bitaxe":
-            await c.bitaxe(worker, suggest=None)
-        else:
-            await c.cpuminer(worker)
+        await c.login_as(kind, worker)
         miners.append(Miner(c))
     for m in miners:
         m.task = asyncio.get_running_loop().create_task(m.run())

@@ -258,6 +258,16 @@ class StratumClient:
             raise StratumClientError(f"authorize failed: {auth}")
         self.worker = worker
 
+    async def login_as(self, firmware: str, worker: str) -> None:
+        """The connect sequence of ``firmware``: "cgminer", "bitaxe" (no suggested difficulty)
+        or, for anything else, cpuminer's."""
+        if firmware == "cgminer":
+            await self.cgminer(worker)
+        elif firmware == "bitaxe":
+            await self.bitaxe(worker, suggest=None)
+        else:
+            await self.cpuminer(worker)
+
     # ---- mining ----------------------------------------------------------------------------
 
     def next_extranonce2(self) -> str:

@@ -29,12 +29,7 @@ async def test_hundreds_of_clients_every_share_acked_and_recorded():
             c = await StratumClient.connect("127.0.0.1", port)
             kind = kinds[i % 3]
             worker = f"acc{i % 7}.rig{i}"
-            if kind == "cgminer":
-                await c.cgminer(worker)
-            elif kind == "bitaxe":
-                await c.bitaxe(worker, suggest=None)
-            else:
-                await c.cpuminer(worker)
+            await c.login_as(kind, worker)
         job = await c.wait_job(timeout=30)
         vb = 0x2000 if kind != "cpuminer" else None
         futs = []
