@@ -1,12 +1,14 @@
 """Observing the pool from outside, on its host: the process that listens on the target port
-(from /proc/net/tcp and the processes' fd tables), its resident memory, and every socket it
-listens on. Linux /proc only; run as the pool's user (or root) to see its file descriptors."""
+(from /proc/net/tcp and the processes' fd tables), its resident memory and descriptors, every
+socket it listens on, and its /metrics text. Linux /proc only; run as the pool's user (or root)
+to see its file descriptors."""
 
 from __future__ import annotations
 
 import ipaddress
 import os
 import socket
+import urllib.request
 from pathlib import Path
 
 PROC = Path("/proc")
@@ -94,6 +96,12 @@ def rss_bytes(pid: int, proc: Path = PROC) -> int:
 def open_fds(pid: int, proc: Path = PROC) -> int:
     """File descriptors ``pid`` has open (the pool runs as the tester's user)."""
     return len(list((proc / str(pid) / "fd").iterdir()))
+
+
+def metrics_text(url: str, timeout: float) -> str:
+    """The pool's /metrics exposition as text (blocking: run it in a thread)."""
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return resp.read().decode(errors="replace")
 
 
 def alive(pid: int) -> bool:

@@ -9,7 +9,6 @@ import base64
 import os
 import re
 import stat
-import urllib.request
 from pathlib import Path
 
 from poolserver.report_deadline import key_path
@@ -55,11 +54,6 @@ def _secrets(ctx: Context) -> dict[str, str]:
     return found
 
 
-def _scrape(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        return resp.read().decode(errors="replace")
-
-
 @case("CT-01", "The metrics endpoint exposes no secret", quick=True,
       sends="GET on the metrics endpoint ([metrics] or --metrics)",
       expected="no password, cookie, signing or TLS key material, no private key in the text")
@@ -68,7 +62,7 @@ async def ct01(ctx: Context, obs: Observation) -> None:
         obs.require(False, "no metrics endpoint configured or given (--metrics URL): nothing "
                     "to scrape")  # fmt: skip
         return
-    text = await asyncio.to_thread(_scrape, ctx.metrics_url)
+    text = await asyncio.to_thread(observe.metrics_text, ctx.metrics_url, 10)
     obs.fact(f"scraped {len(text)} bytes from {ctx.metrics_url}")
     secrets = _secrets(ctx)
     obs.fact(f"looked for: {', '.join(secrets)}")

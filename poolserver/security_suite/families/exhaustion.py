@@ -10,7 +10,6 @@ import json
 import math
 import resource
 import time
-import urllib.request
 
 from poolserver.fdlimit import automatic_cap
 from poolserver.security_suite import observe
@@ -278,13 +277,11 @@ SPREAD_MAX_CAP = 2000  # above this the flood is not cheap for the tester: not a
 SPREAD_PER_ADDRESS = 32  # connections per source address (also kept under the per-IP cap)
 
 
-def _scrape(url: str, names: tuple[str, ...]) -> dict[str, float]:
-    """Unlabelled (or one labelled) samples of the pool's /metrics: ``name`` or
+def _samples(text: str, names: tuple[str, ...]) -> dict[str, float]:
+    """Unlabelled (or one labelled) samples of the pool's /metrics text: ``name`` or
     ``name{label="value"}`` -> value, for the names asked."""
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        body = resp.read().decode(errors="replace")
     out: dict[str, float] = {}
-    for line in body.splitlines():
+    for line in text.splitlines():
         key, _, value = line.rpartition(" ")
         if key.split("{", 1)[0] in names:
             with contextlib.suppress(ValueError):
@@ -301,8 +298,8 @@ async def _metrics(ctx: Context, obs: Observation) -> dict[str, float] | None:
     if ctx.metrics_url is None:
         return None
     try:
-        return await asyncio.to_thread(_scrape, ctx.metrics_url,
-                                       (CAP_GAUGE, OPEN_GAUGE, REFUSED.split("{")[0]))  # fmt: skip
+        text = await asyncio.to_thread(observe.metrics_text, ctx.metrics_url, 5)
+        return _samples(text, (CAP_GAUGE, OPEN_GAUGE, REFUSED.split("{")[0]))
     except (OSError, ValueError) as exc:
         obs.fact(f"metrics endpoint {ctx.metrics_url}: {exc}")
         return None
