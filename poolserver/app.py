@@ -477,10 +477,8 @@ class PoolApp:
         )
 
     async def stop(self) -> None:
-        if self._network_task is not None:
-            await cancel_and_wait(self._network_task)
-        if self._feed_task is not None:
-            await cancel_and_wait(self._feed_task)
+        await cancel_and_wait(self._network_task)
+        await cancel_and_wait(self._feed_task)
         if self.server is not None:
             await self.server.shutdown()
         if self.probe_service is not None:

@@ -172,8 +172,7 @@ class InstanceIdLease:
                 log.error("pool.node_id %d: lease renewal failed: %s", self.instance_id, exc)
 
     async def release(self) -> None:
-        if self._task is not None:
-            await cancel_and_wait(self._task)
+        await cancel_and_wait(self._task)
         if not self.stats.held:
             return
         try:

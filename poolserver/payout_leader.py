@@ -195,9 +195,8 @@ class PayoutLeader:
 
     async def release(self) -> None:
         """Stop the background task and give the lease up (a clean stop hands over at once)."""
-        if self._task is not None:
-            await cancel_and_wait(self._task)
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if not self.stats.leader:
             return
         try:

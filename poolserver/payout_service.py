@@ -675,9 +675,8 @@ class PayoutService:
             self.leader.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            await cancel_and_wait(self._task)
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self.leader is not None:
             await self.leader.release()  # a clean stop hands the payouts over at once
         close = getattr(self.transport, "close", None)

@@ -94,6 +94,5 @@ class DeadlineReminder:
                 log.exception("report deadline reminder failed")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            await cancel_and_wait(self._task)
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

@@ -204,8 +204,7 @@ class LoopSampler:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            await cancel_and_wait(self._task)
+        await cancel_and_wait(self._task)
 
     def sample_sessions(self) -> None:
         families: Counter[str] = Counter()
@@ -304,8 +303,7 @@ class DbPoller:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            await cancel_and_wait(self._task)
+        await cancel_and_wait(self._task)
 
     async def poll_once(self) -> None:
         start = time.perf_counter()

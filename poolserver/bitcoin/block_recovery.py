@@ -187,6 +187,5 @@ class BlockRecovery:
         self._task = asyncio.get_running_loop().create_task(self.run(), name="block-recovery")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            await cancel_and_wait(self._task)
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

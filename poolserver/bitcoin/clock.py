@@ -190,6 +190,5 @@ class ClockWatch:
             self._report(reading, verdict(reading, self.cfg))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            await cancel_and_wait(self._task)
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

@@ -234,7 +234,6 @@ class WebServer:
             limiter.prune(time.monotonic())
 
     async def stop(self) -> None:
-        if self._prune is not None:
-            await cancel_and_wait(self._prune)
+        await cancel_and_wait(self._prune)
         if self._runner is not None:
             await self._runner.cleanup()
