@@ -155,17 +155,19 @@ async def _run_once(engine: Any, config: Config, args: argparse.Namespace) -> in
               file=sys.stderr)  # fmt: skip
         return 3
     leader.start()  # renewed while the tick runs; released (handed over) at the end
-    rpc = template_feed.rpc_from_config(config)
     try:
-        store = found_block_store(engine, config)
-        service = PayoutService(engine, config, rpc, wallet_from_config(config, rpc),
-                                found_store=store, leader=leader)  # fmt: skip
-        report = await service.tick()
+        rpc = template_feed.rpc_from_config(config)
+        try:
+            store = found_block_store(engine, config)
+            service = PayoutService(engine, config, rpc, wallet_from_config(config, rpc),
+                                    found_store=store, leader=leader)  # fmt: skip
+            report = await service.tick()
+        finally:
+            close = getattr(rpc, "close", None)
+            if close is not None:
+                await close()
     finally:
-        await leader.release()
-        close = getattr(rpc, "close", None)
-        if close is not None:
-            await close()
+        await leader.release()  # also when the node config or the wallet is refused
     print(report.summary())
     if not report.locked:
         return 3
