@@ -16,6 +16,7 @@ import pwd
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -129,9 +130,20 @@ def service_prefix():
         existed = False
     prefix = Path(tempfile.mkdtemp(prefix="qazpool-service-"))
     prefix.chmod(0o755)  # the service user must traverse it, as it does / in production
+    # ... and read the code, as it reads /opt/qazpool in production: a checkout in a 0700
+    # directory (`mktemp -d`) is opened to others meanwhile (read + search on the checkout, whose
+    # directory Python lists to import from it; search on its ancestors), then closed again
+    root = ROOT.resolve()
+    wanted = {root: stat.S_IROTH | stat.S_IXOTH, **{d: stat.S_IXOTH for d in root.parents}}
+    opened = [(d, d.stat().st_mode, bits) for d, bits in wanted.items()
+              if d.stat().st_mode & bits != bits]  # fmt: skip
     try:
+        for d, mode, bits in opened:
+            d.chmod(mode | bits)
         yield prefix
     finally:
+        for d, mode, _bits in opened:
+            d.chmod(mode)
         shutil.rmtree(prefix, ignore_errors=True)
         if not existed:
             subprocess.run(["userdel", USER], capture_output=True)
